@@ -1,0 +1,58 @@
+"""gunicorn settings for wallet-api; every value can be overridden by env vars.
+
+Loaded by the gunicorn master before the app is imported, which is what lets it
+prepare Prometheus' multiprocess directory in time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from typing import Any
+
+# prometheus_client picks its multiprocess mode at import time, so this must be
+# set before any worker imports the app. Wiped at start (below) so counters of
+# a previous run's dead workers are not reported as current.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/tmp/prometheus-multiproc")  # noqa: S108
+
+from wallet_api.config import ConfigError, Settings
+
+try:
+    Settings.from_env()  # fail fast, with one line, before forking workers
+except ConfigError as exc:
+    sys.stderr.write(f"wallet-api: configuration error: {exc}\n")
+    sys.exit(2)
+
+wsgi_app = "wallet_api:create_app()"
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104
+# gthread: measured best for this workload (see README, "Choosing the worker class").
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "16"))
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+# On SIGTERM, finish in-flight requests (money movements) before exiting.
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
+max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
+# The app writes its own JSON access log with request ids; gunicorn's would duplicate it.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# Heartbeat files on tmpfs: a slow or read-only disk must not look like a hung worker.
+_SHM = "/dev/shm"  # noqa: S108
+worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or (_SHM if os.path.isdir(_SHM) else None)
+
+
+def on_starting(server: Any) -> None:
+    path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, exist_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    # Drop a dead worker's live gauges; its counters stay summed in.
+    from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+
+    GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)

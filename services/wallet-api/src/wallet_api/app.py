@@ -1,0 +1,119 @@
+"""The application factory (``gunicorn 'wallet_api:create_app()'``)."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from wallet_api.auth import ApiKeys
+from wallet_api.config import Settings
+from wallet_api.context import EXTENSION, WalletContext
+from wallet_api.domain.ledger import DomainRefusal
+from wallet_api.domain.money import FieldError
+from wallet_api.observability import configure_logging, init_metrics, init_request_logging
+from wallet_api.problems import ProblemError, field_problem, problem, problem_response
+from wallet_api.routes import docs, health, wallets
+from wallet_api.service import WalletService
+from wallet_api.store import ContentionExhausted, RetryPolicy, StoreUnavailable, WalletStore
+
+log = logging.getLogger("wallet_api")
+
+
+def create_app(
+    settings: Settings | None = None, *, redis_client: redis.Redis | None = None
+) -> Flask:
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    client = redis_client or redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+        health_check_interval=30,
+        # redis-py's default retries back off for seconds; our store retries
+        # itself and must answer 503 quickly when Redis is down.
+        retry=Retry(ExponentialBackoff(cap=0.05, base=0.005), 1),
+    )
+    metrics = init_metrics(app)
+    store = WalletStore(
+        client,
+        idempotency_ttl=settings.idempotency_ttl,
+        claim_ttl=settings.idempotency_lock_seconds,
+        retry=RetryPolicy(max_attempts=settings.watch_max_attempts),
+        metrics=metrics,
+    )
+    app.extensions[EXTENSION] = WalletContext(
+        settings=settings,
+        store=store,
+        service=WalletService(store, metrics),
+        api_keys=ApiKeys(settings.api_keys),
+    )
+    init_request_logging(app, settings.replica_id)
+    for blueprint in (health.bp, wallets.bp, docs.bp):
+        app.register_blueprint(blueprint)
+    _register_error_handlers(app)
+    return app
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ProblemError)
+    def _problem(exc: ProblemError) -> Response:
+        return problem_response(exc.body, exc.headers)
+
+    @app.errorhandler(FieldError)
+    def _field(exc: FieldError) -> Response:
+        return problem_response(field_problem(exc.field, exc.detail))
+
+    @app.errorhandler(DomainRefusal)
+    def _refusal(exc: DomainRefusal) -> Response:
+        return problem_response(problem(exc.status, exc.slug, exc.title, exc.detail))
+
+    @app.errorhandler(StoreUnavailable)
+    def _unavailable(exc: StoreUnavailable) -> Response:
+        log.warning("redis unavailable", extra={"error": str(exc)})
+        return problem_response(
+            problem(
+                503,
+                "redis-unavailable",
+                "Service unavailable",
+                "the balance store is unreachable; nothing was changed, retry later",
+            ),
+            {"Retry-After": "1"},
+        )
+
+    @app.errorhandler(ContentionExhausted)
+    def _contention(exc: ContentionExhausted) -> Response:
+        log.warning("transaction retries exhausted", extra={"error": str(exc)})
+        return problem_response(
+            problem(
+                503,
+                "contention",
+                "Too much contention",
+                "the wallet is too busy right now; nothing was changed, retry later",
+            ),
+            {"Retry-After": "1"},
+        )
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        valid_methods = getattr(exc, "valid_methods", None)  # set on 405
+        headers = {"Allow": ", ".join(valid_methods)} if valid_methods else {}
+        return problem_response(
+            problem(status, "about:blank", exc.name, exc.description or exc.name), headers
+        )
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return problem_response(
+            problem(500, "about:blank", "Internal Server Error", "an unexpected error occurred")
+        )

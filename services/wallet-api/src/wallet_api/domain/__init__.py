@@ -1,0 +1,1 @@
+"""Wallet domain: money values and ledger rules, free of HTTP and Redis."""

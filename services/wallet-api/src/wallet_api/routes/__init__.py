@@ -1,0 +1,1 @@
+"""HTTP blueprints: health/status, wallets and transfers, API docs."""

@@ -1,0 +1,83 @@
+"""A table of malformed requests: each is a 4xx problem+json naming the problem,
+never a 5xx, and none changes any state."""
+
+from typing import Any
+
+import fakeredis
+import pytest
+from flask.testing import FlaskClient
+
+from conftest import Api, auth
+
+JSON = "application/json"
+
+
+def _cases(wid: str) -> list[tuple[str, str, Any, dict[str, str], int, str]]:
+    dep = f"/wallets/{wid}/deposit"
+    wd = f"/wallets/{wid}/withdraw"
+    h = {"Content-Type": JSON}
+    return [
+        # (method, url, raw body, headers, status, field or slug expected in the problem)
+        ("post", dep, '{"amount": 12.5}', h, 422, "amount"),
+        ("post", dep, '{"amount": 12.0}', h, 422, "amount"),
+        ("post", dep, '{"amount": "1250"}', h, 422, "amount"),
+        ("post", dep, '{"amount": true}', h, 422, "amount"),
+        ("post", dep, '{"amount": 0}', h, 422, "amount"),
+        ("post", dep, '{"amount": -1}', h, 422, "amount"),
+        ("post", dep, '{"amount": 1000001}', h, 422, "amount"),
+        ("post", dep, '{"amount": 1e400}', h, 422, "amount"),
+        ("post", dep, '{"amount": 99999999999999999999999999}', h, 422, "amount"),
+        ("post", dep, '{"amount": NaN}', h, 422, "body"),
+        ("post", dep, '{"amount": null}', h, 422, "amount"),
+        ("post", dep, "{}", h, 422, "amount"),
+        ("post", dep, '{"amount": 5, "note": "x"}', h, 422, "note"),
+        ("post", dep, '{"amount": 5, "amount": 6}', h, 422, "amount"),
+        ("post", dep, '{"amount": 5', h, 400, "malformed-json"),
+        ("post", dep, "[5]", h, 400, "malformed-json"),
+        ("post", dep, "", h, 400, "malformed-json"),
+        ("post", dep, '{"amount": 5}', {"Content-Type": "text/plain"}, 415, "unsupported-media-type"),
+        ("post", dep, "amount=5", {"Content-Type": "application/x-www-form-urlencoded"}, 415, "unsupported-media-type"),
+        ("post", dep, '{"amount": 5}', {}, 415, "unsupported-media-type"),
+        ("post", dep, '{"amount": 5, "pad": "' + "x" * 20000 + '"}', h, 413, "about:blank"),
+        ("post", dep, '{"amount": 5}', {**h, "Idempotency-Key": "x" * 256}, 422, "Idempotency-Key"),
+        ("post", wd, '{"amount": 5.5}', h, 422, "amount"),
+        ("post", "/wallets/bad%20id!/deposit", '{"amount": 5}', h, 404, "wallet-not-found"),
+        ("post", "/wallets/ghost/deposit", '{"amount": 5}', h, 404, "wallet-not-found"),
+        ("post", "/wallets", '{"currency": "eur"}', h, 422, "currency"),
+        ("post", "/wallets", '{"currency": "EUR", "id": "has space"}', h, 422, "id"),
+        ("post", "/wallets", '{"currency": "EUR", "balance": 100}', h, 422, "balance"),
+        ("post", "/wallets", '{}', h, 422, "currency"),
+        ("post", "/transfers", '{"from": "' + wid + '", "to": "x", "amount": "5"}', h, 422, "amount"),
+        ("post", "/transfers", '{"from": "' + wid + '", "amount": 5}', h, 422, "to"),
+        ("post", "/transfers", '{"from": 7, "to": "x", "amount": 5}', h, 422, "from"),
+        ("get", f"/wallets/{wid}/transactions?limit=0", {}, {}, 422, "limit"),
+        ("get", f"/wallets/{wid}/transactions?limit=abc", {}, {}, 422, "limit"),
+        ("get", f"/wallets/{wid}/transactions?cursor=-1", {}, {}, 422, "cursor"),
+    ]
+
+
+def test_malformed_requests_are_refused_cleanly(api: Api, client: FlaskClient, fake_redis: fakeredis.FakeRedis) -> None:
+    wid = api.create("EUR", "w1")["id"]
+    api.move("deposit", wid, 100)
+    before = {k: fake_redis.dump(k) for k in fake_redis.keys()}
+    cases = _cases(wid)
+    for method, url, raw, headers, status, expected in cases:
+        kwargs: dict[str, Any] = {"headers": {**auth(), **headers}}
+        if method == "post":
+            kwargs["data"] = raw
+        r = getattr(client, method)(url, **kwargs)
+        assert r.status_code == status, (url, raw[:60] if isinstance(raw, str) else raw, r.get_json())
+        assert r.mimetype == "application/problem+json", url
+        problem = r.get_json()
+        assert problem["status"] == status
+        fields = [e["field"] for e in problem.get("errors", [])]
+        assert expected in fields or problem["type"].endswith(expected), (expected, problem)
+    after = {k: fake_redis.dump(k) for k in fake_redis.keys()}
+    assert after == before, "a refused request changed stored state"
+    assert len(cases) >= 30
+
+
+@pytest.mark.parametrize("amount", [1, 1_000_000])
+def test_boundaries_are_accepted(api: Api, amount: int) -> None:
+    wid = api.create()["id"]
+    assert api.move("deposit", wid, amount).status_code == 200

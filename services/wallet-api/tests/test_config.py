@@ -1,0 +1,38 @@
+import pytest
+
+from wallet_api.config import ConfigError, Settings
+
+KEYS = {"WALLET_API_KEYS": "k" * 16}
+
+
+def test_defaults() -> None:
+    s = Settings.from_env({**KEYS, "REPLICA_ID": "r1"})
+    assert s.redis_url == "redis://127.0.0.1:6379/0"
+    assert s.idempotency_ttl == 86_400
+    assert s.api_keys == ("k" * 16,)
+    assert s.replica_id == "r1"
+
+
+def test_comma_separated_keys() -> None:
+    s = Settings.from_env({"WALLET_API_KEYS": f" {'a' * 16} ,{'b' * 20},"})
+    assert s.api_keys == ("a" * 16, "b" * 20)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "WALLET_API_KEYS: set at least one bearer token"),
+        ({"WALLET_API_KEYS": "short"}, "WALLET_API_KEYS: key #1 is shorter than 16"),
+        ({**KEYS, "MAX_AMOUNT": "ten"}, "MAX_AMOUNT: must be an integer, got 'ten'"),
+        ({**KEYS, "MAX_AMOUNT": "0"}, "MAX_AMOUNT: must be between 1 and"),
+        ({**KEYS, "REDIS_URL": "http://x"}, "REDIS_URL: must look like redis://"),
+        ({**KEYS, "IDEMPOTENCY_TTL_SECONDS": "5"}, "IDEMPOTENCY_TTL_SECONDS: must be between 60"),
+        ({**KEYS, "LOG_LEVEL": "loud"}, "LOG_LEVEL: must be DEBUG, INFO, WARNING or ERROR"),
+        ({**KEYS, "REDIS_TIMEOUT_SECONDS": "x"}, "REDIS_TIMEOUT_SECONDS: must be a number"),
+    ],
+)
+def test_bad_values_fail_with_one_line_naming_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env(env)
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)

@@ -1,0 +1,133 @@
+import json
+import threading
+
+import fakeredis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from conftest import OTHER_KEY, Api, auth
+
+
+def _history_len(client: FlaskClient, wid: str) -> int:
+    return len(client.get(f"/wallets/{wid}/transactions", headers=auth()).get_json()["items"])
+
+
+def test_retry_with_same_key_replays_without_moving_money(api: Api, client: FlaskClient) -> None:
+    wid = api.create()["id"]
+    first = api.move("deposit", wid, 700, key="k-1")
+    again = api.move("deposit", wid, 700, key="k-1")
+    assert first.status_code == again.status_code == 200
+    assert again.get_json() == first.get_json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    assert api.balance(wid) == 700
+    assert _history_len(client, wid) == 1
+
+
+def test_business_refusals_are_replayed_too(api: Api) -> None:
+    wid = api.create()["id"]
+    first = api.move("withdraw", wid, 10, key="k-2")
+    assert first.status_code == 409
+    api.move("deposit", wid, 100)
+    # Funds arrived meanwhile, but a retry of the same request gets the same answer.
+    again = api.move("withdraw", wid, 10, key="k-2")
+    assert again.status_code == 409 and again.headers["Idempotent-Replayed"] == "true"
+    assert api.balance(wid) == 100
+
+
+def test_same_key_with_different_body_is_refused(api: Api) -> None:
+    wid = api.create()["id"]
+    assert api.move("deposit", wid, 5, key="k-3").status_code == 200
+    r = api.move("deposit", wid, 6, key="k-3")
+    assert r.status_code == 422
+    assert r.get_json()["type"].endswith("idempotency-key-reused")
+    r = api.move("withdraw", wid, 5, key="k-3")  # same key, other endpoint
+    assert r.status_code == 422
+    assert api.balance(wid) == 5
+
+
+def test_keys_are_scoped_per_api_key(api: Api, client: FlaskClient) -> None:
+    wid = api.create()["id"]
+    api.move("deposit", wid, 5, key="shared")
+    r = client.post(
+        f"/wallets/{wid}/deposit",
+        json={"amount": 5},
+        headers=auth(OTHER_KEY, **{"Idempotency-Key": "shared"}),
+    )
+    assert r.status_code == 200 and "Idempotent-Replayed" not in r.headers
+    assert api.balance(wid) == 10
+
+
+def test_transfer_replay(api: Api, client: FlaskClient) -> None:
+    a, b = api.create("EUR", "ta")["id"], api.create("EUR", "tb")["id"]
+    api.move("deposit", a, 100)
+    headers = auth(**{"Idempotency-Key": "t-1"})
+    body = {"from": a, "to": b, "amount": 60}
+    first = client.post("/transfers", json=body, headers=headers)
+    again = client.post("/transfers", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert (api.balance(a), api.balance(b)) == (40, 60)
+
+
+def test_key_in_flight_gets_409_and_moves_nothing(api: Api, fake_redis: fakeredis.FakeRedis) -> None:
+    """While one request holds the key (state pending), a concurrent one loses."""
+    wid = api.create()["id"]
+    first = api.move("deposit", wid, 1, key="probe")  # learn the record's redis key
+    record_key = next(k for k in fake_redis.keys("*:idem:*"))
+    record = json.loads(fake_redis.get(record_key))
+    fake_redis.delete(record_key)
+    pending = {"state": "pending", "fingerprint": record["fingerprint"], "token": "someone-else"}
+    fake_redis.set(record_key, json.dumps(pending), ex=30)
+    r = api.move("deposit", wid, 1, key="probe")
+    assert first.status_code == 200
+    assert r.status_code == 409 and r.get_json()["type"].endswith("idempotency-key-in-use")
+    assert r.headers["Retry-After"] == "1"
+    assert api.balance(wid) == 1
+
+
+def test_concurrent_requests_with_one_key_move_money_once(app: Flask, api: Api) -> None:
+    wid = api.create()["id"]
+    results: list[tuple[int, dict, bool]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def worker() -> None:
+        with app.test_client() as c:
+            start.wait()
+            r = c.post(
+                f"/wallets/{wid}/deposit",
+                json={"amount": 9},
+                headers=auth(**{"Idempotency-Key": "race"}),
+            )
+            with lock:
+                results.append((r.status_code, r.get_json(), "Idempotent-Replayed" in r.headers))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    originals = [body for status, body, replayed in results if status == 200 and not replayed]
+    assert len(originals) == 1
+    for status, body, replayed in results:
+        assert status == 409 or (status == 200 and body == originals[0]), (status, body)
+    assert api.balance(wid) == 9
+
+
+def test_failed_commit_releases_the_key_for_a_retry(api: Api, app: Flask, monkeypatch) -> None:
+    from wallet_api.store import StoreUnavailable, WalletStore
+
+    wid = api.create()["id"]
+    real = WalletStore.commit_batch
+
+    def broken(self, *a, **k):  # type: ignore[no-untyped-def]
+        raise StoreUnavailable("simulated outage")
+
+    monkeypatch.setattr(WalletStore, "commit_batch", broken)
+    r = api.move("deposit", wid, 3, key="after-outage")
+    assert r.status_code == 503 and r.get_json()["type"].endswith("redis-unavailable")
+    monkeypatch.setattr(WalletStore, "commit_batch", real)
+    r = api.move("deposit", wid, 3, key="after-outage")
+    assert r.status_code == 200 and "Idempotent-Replayed" not in r.headers
+    assert api.balance(wid) == 3
