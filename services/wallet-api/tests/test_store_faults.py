@@ -1,4 +1,4 @@
-"""The traps of WATCH/MULTI with redis-py, simulated on fakeredis."""
+"""The traps of WATCH/MULTI, simulated on fakeredis at the store's wire level."""
 
 from typing import Any
 
@@ -6,16 +6,18 @@ import fakeredis
 import pytest
 import redis
 from redis.backoff import NoBackoff
-from redis.client import Pipeline
 from redis.retry import Retry
 
 from wallet_api.domain.ledger import EntryType
-from wallet_api.service import render_money, render_transfer
+from wallet_api.service import render
 from wallet_api.store import (
     Applied,
     ContentionExhausted,
-    IdempotencyClaim,
+    Idempotency,
+    KeyInUse,
     MoneyOp,
+    Refused,
+    Replayed,
     RetryPolicy,
     StoreUnavailable,
     TransferApplied,
@@ -47,112 +49,151 @@ def store() -> WalletStore:
     return s
 
 
-def _commit_then_drop_reply(monkeypatch: pytest.MonkeyPatch, error: Exception, times: int = 1) -> None:
-    """EXEC reaches Redis and commits, but the client never reads the reply."""
-    real = Pipeline.execute
+def _balance(store: WalletStore, wallet_id: str) -> int:
+    wallet = store.get_wallet(wallet_id)
+    assert wallet is not None
+    return wallet.balance
+
+
+def _on_exec(monkeypatch: pytest.MonkeyPatch, before: Any = None, after: Any = None, times: int = 1) -> None:
+    """Run hooks around the MULTI..EXEC round trip of the next `times` transactions."""
+    real = WalletStore._roundtrip
     left = [times]
 
-    def execute(self: Pipeline, raise_on_error: bool = True) -> Any:
-        result = real(self, raise_on_error)
-        if left[0] > 0:
-            left[0] -= 1
-            raise error
-        return result
+    def roundtrip(self: WalletStore, conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+        if commands[-1] != ("EXEC",) or left[0] == 0:
+            return real(self, conn, commands)
+        left[0] -= 1
+        if before:
+            before()
+        replies = real(self, conn, commands)
+        if after:
+            after()
+        return replies
 
-    monkeypatch.setattr(Pipeline, "execute", execute)
+    monkeypatch.setattr(WalletStore, "_roundtrip", roundtrip)
+
+
+def _raise(error: Exception) -> Any:
+    def hook() -> None:
+        raise error
+
+    return hook
 
 
 @pytest.mark.parametrize(
-    "error",
-    [
-        redis.ConnectionError("reset by peer"),
-        redis.TimeoutError("read timed out"),
-        # what redis-py itself raises for a connection error while keys are watched
-        redis.WatchError("A ConnectionError occurred while watching one or more keys"),
-    ],
+    "error", [redis.ConnectionError("reset by peer"), redis.TimeoutError("read timed out")]
 )
 def test_lost_exec_reply_is_not_applied_twice(
     store: WalletStore, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
-    _commit_then_drop_reply(monkeypatch, error)
-    outcomes = store.commit_batch("w", [MoneyOp(EntryType.DEPOSIT, "w", 100)], render_money)
+    _on_exec(monkeypatch, after=_raise(error))  # EXEC commits, the reply is lost
+    outcomes = store.commit([MoneyOp(EntryType.DEPOSIT, "w", 100)], render)
     assert isinstance(outcomes[0], Applied)
-    wallet = store.get_wallet("w")
-    assert wallet is not None and wallet.balance == 100
+    assert _balance(store, "w") == 100
     entries, _ = store.history("w", before_seq=None, limit=10)
     assert len(entries) == 1
-
-
-def test_lost_reply_detected_through_idempotency_record_for_a_refusal(
-    store: WalletStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A refused withdrawal writes no ledger entry; its idempotency record proves the commit."""
-    claim = store.claim_idempotency_key("w:{w:w}:idem:s:k", "fp")
-    assert isinstance(claim, IdempotencyClaim)
-    _commit_then_drop_reply(monkeypatch, redis.ConnectionError("gone"))
-    outcomes = store.commit_batch("w", [MoneyOp(EntryType.WITHDRAWAL, "w", 5, claim=claim)], render_money)
-    assert type(outcomes[0]).__name__ == "Refused"
     assert store.metrics.retries == 0  # type: ignore[attr-defined]
 
 
-def test_lost_transfer_reply_is_not_applied_twice(store: WalletStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    store.commit_batch("w", [MoneyOp(EntryType.DEPOSIT, "w", 100)], render_money)
-    _commit_then_drop_reply(monkeypatch, redis.ConnectionError("reset"))
-    outcome = store.transfer(TransferOp("w", "v", 30), render_transfer)
-    assert isinstance(outcome, TransferApplied)
-    w, v = store.get_wallet("w"), store.get_wallet("v")
-    assert w is not None and v is not None
-    assert (w.balance, v.balance) == (70, 30)
+def test_lost_reply_of_a_refusal_is_detected_through_its_idempotency_record(
+    store: WalletStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused withdrawal writes no ledger entry; its record proves the commit."""
+    op = MoneyOp(EntryType.WITHDRAWAL, "w", 5, Idempotency("w:{w:w}:idem:s:k", "fp"))
+    _on_exec(monkeypatch, after=_raise(redis.ConnectionError("gone")))
+    outcomes = store.commit([op], render)
+    assert isinstance(outcomes[0], Refused)
+    assert store.metrics.retries == 0  # type: ignore[attr-defined]
+    again = store.commit([MoneyOp(EntryType.WITHDRAWAL, "w", 5, op.idempotency)], render)
+    assert isinstance(again[0], Replayed) and again[0].response.status == 409
+
+
+def test_exec_that_never_reached_redis_is_retried_once(
+    store: WalletStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _on_exec(monkeypatch, before=_raise(redis.ConnectionError("write failed")))
+    outcomes = store.commit([MoneyOp(EntryType.DEPOSIT, "w", 100)], render)
+    assert isinstance(outcomes[0], Applied)
+    assert _balance(store, "w") == 100
+    assert store.metrics.retries == 1  # type: ignore[attr-defined]
+
+
+def test_lost_transfer_reply_is_not_applied_twice(
+    store: WalletStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.commit([MoneyOp(EntryType.DEPOSIT, "w", 100)], render)
+    _on_exec(monkeypatch, after=_raise(redis.ConnectionError("reset")))
+    outcomes = store.commit([TransferOp("w", "v", 30)], render)
+    assert isinstance(outcomes[0], TransferApplied)
+    assert (_balance(store, "w"), _balance(store, "v")) == (70, 30)
+
+
+def test_a_write_between_watch_and_exec_forces_a_retry_that_sees_it(
+    store: WalletStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rival = WalletStore(store.redis)
+    _on_exec(monkeypatch, before=lambda: rival.commit([MoneyOp(EntryType.DEPOSIT, "w", 7)], render))
+    outcomes = store.commit([MoneyOp(EntryType.DEPOSIT, "w", 5)], render)
+    assert isinstance(outcomes[0], Applied) and outcomes[0].entry.balance_after == 12
+    assert store.metrics.retries == 1  # type: ignore[attr-defined]
+
+
+def test_a_concurrent_winner_with_the_same_key_makes_this_request_409(
+    store: WalletStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    idem = Idempotency("w:{w:w}:idem:s:race", "fp")
+    rival = WalletStore(store.redis)
+    _on_exec(monkeypatch, before=lambda: rival.commit([MoneyOp(EntryType.DEPOSIT, "w", 9, idem)], render))
+    outcomes = store.commit([MoneyOp(EntryType.DEPOSIT, "w", 9, idem)], render)
+    assert isinstance(outcomes[0], KeyInUse)
+    assert _balance(store, "w") == 9  # moved once, by the winner
 
 
 def test_conflicts_retry_a_bounded_number_of_times_then_change_nothing(
     store: WalletStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    attempts = [0]
-
-    def always_conflict(self: Pipeline, raise_on_error: bool = True) -> Any:
-        attempts[0] += 1
-        self.reset()
-        raise redis.WatchError("Watched variable changed.")
-
-    monkeypatch.setattr(Pipeline, "execute", always_conflict)
-    with pytest.raises(ContentionExhausted):
-        store.commit_batch("w", [MoneyOp(EntryType.DEPOSIT, "w", 1)], render_money)
-    monkeypatch.undo()
-    assert attempts[0] == 5
-    assert store.metrics.retries == 5  # type: ignore[attr-defined]
-    wallet = store.get_wallet("w")
-    assert wallet is not None and wallet.balance == 0
-
-
-def test_a_real_concurrent_write_between_watch_and_exec_forces_a_retry(
-    store: WalletStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Another client deposits after our read: our first EXEC must fail, the retry sees its write."""
     rival = WalletStore(store.redis)
-    real_multi = Pipeline.multi
-    fired = [False]
+    bumps = [0]
 
-    def multi(self: Pipeline) -> None:
-        if not fired[0]:
-            fired[0] = True
-            rival.commit_batch("w", [MoneyOp(EntryType.DEPOSIT, "w", 7)], render_money)
-        real_multi(self)
+    def bump() -> None:  # touch the watched wallet before every EXEC
+        bumps[0] += 1
+        rival.redis.hset("w:{w:w}", "touched", bumps[0])
 
-    monkeypatch.setattr(Pipeline, "multi", multi)
-    outcomes = store.commit_batch("w", [MoneyOp(EntryType.DEPOSIT, "w", 5)], render_money)
-    assert isinstance(outcomes[0], Applied) and outcomes[0].entry.balance_after == 12
-    assert store.metrics.retries == 1  # type: ignore[attr-defined]
+    _on_exec(monkeypatch, before=bump, times=100)
+    with pytest.raises(ContentionExhausted):
+        store.commit([MoneyOp(EntryType.DEPOSIT, "w", 1)], render)
+    assert bumps[0] == 5
+    assert store.metrics.retries == 5  # type: ignore[attr-defined]
+    assert _balance(store, "w") == 0
+    assert store.history("w", before_seq=None, limit=10)[0] == []
 
 
-def test_redis_down_is_store_unavailable() -> None:
+def test_redis_down_is_store_unavailable_quickly() -> None:
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 1))
     store = WalletStore(dead, retry=RetryPolicy(max_attempts=3, base_delay=0.0001))
     with pytest.raises(StoreUnavailable):
-        store.commit_batch("w", [MoneyOp(EntryType.DEPOSIT, "w", 1)], render_money)
+        store.commit([MoneyOp(EntryType.DEPOSIT, "w", 1)], render)
     with pytest.raises(StoreUnavailable):
         store.get_wallet("w")
     assert store.ping() is False
+
+
+def test_batch_applies_in_order_with_a_running_balance(store: WalletStore) -> None:
+    ops = [
+        MoneyOp(EntryType.DEPOSIT, "w", 10),
+        MoneyOp(EntryType.WITHDRAWAL, "w", 15),  # refused: only 10 so far
+        MoneyOp(EntryType.DEPOSIT, "w", 10),
+        MoneyOp(EntryType.WITHDRAWAL, "w", 15),  # fine now
+        TransferOp("w", "v", 5),
+        MoneyOp(EntryType.DEPOSIT, "ghost", 1),
+    ]
+    outcomes = store.commit(ops, render)
+    kinds = [type(o).__name__ for o in outcomes]
+    assert kinds == ["Applied", "Refused", "Applied", "Applied", "TransferApplied", "Refused"]
+    assert (_balance(store, "w"), _balance(store, "v")) == (0, 5)
+    entries, _ = store.history("w", before_seq=None, limit=10)
+    assert [e.seq for e in entries] == [4, 3, 2, 1]
 
 
 def test_retry_delay_is_jittered_and_capped() -> None:

@@ -46,7 +46,6 @@ def create_app(
     store = WalletStore(
         client,
         idempotency_ttl=settings.idempotency_ttl,
-        claim_ttl=settings.idempotency_lock_seconds,
         retry=RetryPolicy(max_attempts=settings.watch_max_attempts),
         metrics=metrics,
     )

@@ -1,71 +1,62 @@
-"""Per-process group commit for one wallet's deposits and withdrawals.
+"""Per-process group commit of money movements.
 
-Threads (or greenlets) of one worker that hit the same wallet would only race
-each other on WATCH. Instead, each enqueues its op; whoever holds the wallet's
-lock commits everything queued so far in one WATCH/MULTI, and the others find
-their result ready when they get the lock. Contention left for WATCH is only
-between processes/replicas, and a hot wallet gets fewer, larger transactions.
+Threads (or greenlets) of one worker would otherwise race each other on WATCH,
+and each op would pay its own round trips and, with ``appendfsync always``, its
+own fsync. Instead each request enqueues its op; whichever thread holds the
+leader lock commits everything queued so far (up to ``max_batch``) in one
+WATCH/MULTI, and the others find their outcome ready when they get the lock.
+Contention left for WATCH is only between processes and replicas, and it is
+paid per batch, not per op.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from wallet_api.store import MoneyOp, Outcome, Render, WalletStore
+from wallet_api.store import Op, Outcome, Render, WalletStore
 
 
 @dataclass
 class _Slot:
-    op: MoneyOp
+    op: Op
     outcome: Outcome | None = None
     error: BaseException | None = None
 
-
-@dataclass
-class _WalletQueue:
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    pending: list[_Slot] = field(default_factory=list)
-    users: int = 0
+    @property
+    def done(self) -> bool:
+        return self.outcome is not None or self.error is not None
 
 
 class GroupCommitter:
-    def __init__(self, store: WalletStore, *, max_batch: int = 64) -> None:
+    def __init__(self, store: WalletStore, render: Render, *, max_batch: int = 64) -> None:
         self.store = store
+        self.render = render
         self.max_batch = max_batch
-        self._queues: dict[str, _WalletQueue] = {}
-        self._mutex = threading.Lock()
+        self._pending: list[_Slot] = []
+        self._mutex = threading.Lock()  # guards _pending only, held briefly
+        self._leader = threading.Lock()  # held while a batch talks to Redis
 
-    def submit(self, op: MoneyOp, render: Render) -> Outcome:
+    def submit(self, op: Op) -> Outcome:
         slot = _Slot(op)
         with self._mutex:
-            queue = self._queues.get(op.wallet_id)
-            if queue is None:
-                queue = self._queues[op.wallet_id] = _WalletQueue()
-            queue.users += 1
-            queue.pending.append(slot)
-        try:
-            while slot.outcome is None and slot.error is None:
-                with queue.lock:
-                    if slot.outcome is not None or slot.error is not None:
-                        break
-                    with self._mutex:
-                        batch = queue.pending[: self.max_batch]
-                        del queue.pending[: self.max_batch]
-                    self._commit(op.wallet_id, batch, render)
-        finally:
-            with self._mutex:
-                queue.users -= 1
-                if queue.users == 0:  # keep the map as small as the live traffic
-                    del self._queues[op.wallet_id]
+            self._pending.append(slot)
+        while not slot.done:
+            with self._leader:
+                if slot.done:
+                    break
+                with self._mutex:
+                    batch = self._pending[: self.max_batch]
+                    del self._pending[: self.max_batch]
+                self._commit(batch)
         if slot.error is not None:
             raise slot.error
         assert slot.outcome is not None
         return slot.outcome
 
-    def _commit(self, wallet_id: str, batch: list[_Slot], render: Render) -> None:
+    def _commit(self, batch: list[_Slot]) -> None:
         try:
-            outcomes = self.store.commit_batch(wallet_id, [s.op for s in batch], render)
+            outcomes = self.store.commit([s.op for s in batch], self.render)
         except Exception as exc:  # every waiter must learn the batch's fate
             for slot in batch:
                 slot.error = exc

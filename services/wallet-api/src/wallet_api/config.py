@@ -29,7 +29,6 @@ class Settings:
     redis_url: str
     api_keys: tuple[str, ...]
     idempotency_ttl: int = 86_400
-    idempotency_lock_seconds: int = 30
     max_amount: int = 10_000_000_000
     watch_max_attempts: int = 12
     redis_timeout: float = 2.0
@@ -54,7 +53,6 @@ class Settings:
             redis_url=get("REDIS_URL", _redis_url, "redis://127.0.0.1:6379/0"),
             api_keys=_api_keys(env.get("WALLET_API_KEYS", "")),
             idempotency_ttl=get("IDEMPOTENCY_TTL_SECONDS", _int_between(60, 30 * 86_400), 86_400),
-            idempotency_lock_seconds=get("IDEMPOTENCY_LOCK_SECONDS", _int_between(1, 3600), 30),
             max_amount=get("MAX_AMOUNT", _int_between(1, MAX_SAFE_BALANCE), 10_000_000_000),
             watch_max_attempts=get("WATCH_MAX_ATTEMPTS", _int_between(1, 100), 12),
             redis_timeout=get("REDIS_TIMEOUT_SECONDS", _float_between(0.05, 60.0), 2.0),

@@ -1,7 +1,8 @@
 """Use cases of the wallet API, between the HTTP routes and the Redis store.
 
-Each money-moving call: optional idempotency claim -> commit (grouped per
-wallet) -> a response that is also what a replay of the same key returns.
+A money-moving call builds an op (with its idempotency key, if sent), hands it
+to the per-process group committer, and turns the outcome into a response --
+the same response a later replay of that key returns.
 """
 
 from __future__ import annotations
@@ -17,18 +18,17 @@ from wallet_api.domain.ledger import EntryType, WalletNotFound
 from wallet_api.problems import problem
 from wallet_api.store import (
     Applied,
-    ClaimLost,
-    IdempotencyClaim,
+    Idempotency,
     KeyInUse,
-    KeyReusedWithDifferentRequest,
+    KeyReused,
     MoneyOp,
+    Op,
     Outcome,
     Refused,
-    Replay,
+    Replayed,
     StoredResponse,
     TransferApplied,
     TransferOp,
-    TransferOutcome,
     WalletStore,
     idempotency_key,
 )
@@ -58,20 +58,8 @@ def fingerprint(method: str, path: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
 
 
-def _refusal_body(outcome: Refused) -> dict[str, Any]:
-    r = outcome.refusal
-    return problem(r.status, r.slug, r.title, r.detail)
-
-
-_CLAIM_LOST = problem(
-    409,
-    "idempotency-key-in-use",
-    "Idempotency key in use",
-    "another request took over this Idempotency-Key; retry with the same key",
-)
-
-
-def render_money(op: MoneyOp, outcome: Outcome) -> StoredResponse:
+def render(op: Op, outcome: Outcome) -> StoredResponse:
+    """The HTTP answer for an outcome; stored for replay when a key was sent."""
     if isinstance(outcome, Applied):
         entry = outcome.entry
         return StoredResponse(
@@ -83,17 +71,12 @@ def render_money(op: MoneyOp, outcome: Outcome) -> StoredResponse:
                 "transaction": entry.to_dict(),
             },
         )
-    if isinstance(outcome, Refused):
-        return StoredResponse(outcome.refusal.status, _refusal_body(outcome))
-    return StoredResponse(409, _CLAIM_LOST)
-
-
-def render_transfer(op: TransferOp, outcome: TransferOutcome) -> StoredResponse:
     if isinstance(outcome, TransferApplied):
+        assert isinstance(op, TransferOp)
         return StoredResponse(
             201,
             {
-                "id": outcome.transfer_id,
+                "id": op.id,
                 "from": op.source,
                 "to": op.target,
                 "amount": op.amount,
@@ -104,21 +87,48 @@ def render_transfer(op: TransferOp, outcome: TransferOutcome) -> StoredResponse:
             },
         )
     if isinstance(outcome, Refused):
-        return StoredResponse(outcome.refusal.status, _refusal_body(outcome))
-    return StoredResponse(409, _CLAIM_LOST)
-
-
-def _outcome_label(status: int) -> str:
-    return {200: "ok", 201: "ok", 404: "not_found", 409: "refused", 422: "refused"}.get(
-        status, "error"
+        r = outcome.refusal
+        return StoredResponse(r.status, problem(r.status, r.slug, r.title, r.detail))
+    if isinstance(outcome, Replayed):
+        return outcome.response
+    if isinstance(outcome, KeyInUse):
+        return StoredResponse(
+            409,
+            problem(
+                409,
+                "idempotency-key-in-use",
+                "Idempotency key in use",
+                "a concurrent request with this Idempotency-Key won; "
+                "retry with the same key to get its response",
+            ),
+        )
+    assert isinstance(outcome, KeyReused)
+    return StoredResponse(
+        422,
+        problem(
+            422,
+            "idempotency-key-reused",
+            "Idempotency key reused",
+            "this Idempotency-Key was used with a different request; use a new key",
+        ),
     )
+
+
+_OUTCOME_LABELS: dict[type, str] = {
+    Applied: "ok",
+    TransferApplied: "ok",
+    Refused: "refused",
+    Replayed: "replayed",
+    KeyInUse: "key_in_use",
+    KeyReused: "key_reused",
+}
 
 
 class WalletService:
     def __init__(self, store: WalletStore, metrics: OperationMetrics) -> None:
         self.store = store
         self.metrics = metrics
-        self.committer = GroupCommitter(store)
+        self.committer = GroupCommitter(store, render)
 
     def create_wallet(self, wallet_id: str | None, currency: str) -> ApiResponse:
         wallet = self.store.create_wallet(wallet_id or uuid.uuid4().hex, currency)
@@ -132,8 +142,7 @@ class WalletService:
         return ApiResponse(200, wallet.to_dict())
 
     def history(self, wallet_id: str, cursor: int | None, limit: int) -> ApiResponse:
-        wallet = self.store.get_wallet(wallet_id)
-        if wallet is None:
+        if self.store.get_wallet(wallet_id) is None:
             raise WalletNotFound(f"wallet {wallet_id!r} does not exist")
         entries, next_seq = self.store.history(wallet_id, before_seq=cursor, limit=limit)
         return ApiResponse(
@@ -148,91 +157,31 @@ class WalletService:
     def move_money(
         self, caller: Caller, entry_type: EntryType, wallet_id: str, amount: int, request_fp: str
     ) -> ApiResponse:
-        operation = entry_type.value
-        decided = self._claim(caller, wallet_id, request_fp, operation)
-        if isinstance(decided, ApiResponse):
-            return decided
-        op = MoneyOp(entry_type, wallet_id, amount, claim=decided)
-        try:
-            outcome = self.committer.submit(op, render_money)
-        except Exception:
-            self._release(decided)
-            raise
-        if (
-            decided is not None
-            and isinstance(outcome, Refused)
-            and isinstance(outcome.refusal, WalletNotFound)
-        ):
-            self._release(decided)  # not recorded: the wallet may exist on retry
-        return self._respond(operation, render_money(op, outcome), outcome)
+        idem = self._idempotency(caller, wallet_id, request_fp)
+        return self._run(MoneyOp(entry_type, wallet_id, amount, idem))
 
     def transfer(
         self, caller: Caller, source: str, target: str, amount: int, request_fp: str
     ) -> ApiResponse:
-        decided = self._claim(caller, source, request_fp, "transfer")
-        if isinstance(decided, ApiResponse):
-            return decided
-        op = TransferOp(source, target, amount, claim=decided)
-        try:
-            outcome = self.store.transfer(op, render_transfer)
-        except Exception:
-            self._release(decided)
-            raise
-        if (
-            decided is not None
-            and isinstance(outcome, Refused)
-            and isinstance(outcome.refusal, WalletNotFound)
-        ):
-            self._release(decided)
-        return self._respond("transfer", render_transfer(op, outcome), outcome)
+        idem = self._idempotency(caller, source, request_fp)
+        return self._run(TransferOp(source, target, amount, idem))
 
-    def _respond(self, operation: str, stored: StoredResponse, outcome: object) -> ApiResponse:
-        label = "claim_lost" if isinstance(outcome, ClaimLost) else _outcome_label(stored.status)
-        self.metrics.operation(operation, label)
-        return ApiResponse(stored.status, stored.body)
+    def _run(self, op: Op) -> ApiResponse:
+        outcome = self.committer.submit(op)
+        label = _OUTCOME_LABELS[type(outcome)]
+        if isinstance(outcome, Refused) and isinstance(outcome.refusal, WalletNotFound):
+            label = "not_found"
+        self.metrics.operation(op.operation, label)
+        response = render(op, outcome)
+        headers = {"Idempotent-Replayed": "true"} if isinstance(outcome, Replayed) else {}
+        if isinstance(outcome, KeyInUse):
+            headers["Retry-After"] = "1"
+        return ApiResponse(response.status, response.body, headers)
 
-    def _claim(
-        self, caller: Caller, wallet_id: str, request_fp: str, operation: str
-    ) -> IdempotencyClaim | ApiResponse | None:
-        """None: no key sent; a claim: proceed; an ApiResponse: answer with it."""
+    @staticmethod
+    def _idempotency(caller: Caller, wallet_id: str, request_fp: str) -> Idempotency | None:
+        """Keys are scoped per API key and per (source) wallet; hashed to bound their length."""
         if caller.idempotency_key is None:
             return None
         digest = hashlib.sha256(caller.idempotency_key.encode()).hexdigest()[:32]
-        key = idempotency_key(wallet_id, caller.scope, digest)
-        decision = self.store.claim_idempotency_key(key, request_fp)
-        if isinstance(decision, IdempotencyClaim):
-            return decision
-        if isinstance(decision, Replay):
-            self.metrics.operation(operation, "replayed")
-            return ApiResponse(
-                decision.response.status,
-                decision.response.body,
-                {"Idempotent-Replayed": "true"},
-            )
-        if isinstance(decision, KeyInUse):
-            self.metrics.operation(operation, "key_in_use")
-            return ApiResponse(
-                409,
-                problem(
-                    409,
-                    "idempotency-key-in-use",
-                    "Idempotency key in use",
-                    "a request with this Idempotency-Key is still in progress; retry later",
-                ),
-                {"Retry-After": "1"},
-            )
-        assert isinstance(decision, KeyReusedWithDifferentRequest)
-        self.metrics.operation(operation, "key_reused")
-        return ApiResponse(
-            422,
-            problem(
-                422,
-                "idempotency-key-reused",
-                "Idempotency key reused",
-                "this Idempotency-Key was used with a different request; use a new key",
-            ),
-        )
-
-    def _release(self, claim: IdempotencyClaim | None) -> None:
-        if claim is not None:
-            self.store.release_claim(claim)
+        return Idempotency(idempotency_key(wallet_id, caller.scope, digest), request_fp)

@@ -1,23 +1,25 @@
 """Redis persistence for wallets, ledgers and idempotency records.
 
-Key layout (every key of one wallet carries the hash tag ``{w:<id>}`` so it lives
-in one Redis Cluster slot and a single-wallet MULTI is cluster-safe):
+Key layout (all keys of one wallet carry the hash tag ``{w:<id>}``, so they
+share a Redis Cluster slot):
 
-    w:{w:<id>}                     HASH   currency, balance, seq, created_at
+    w:{w:<id>}                     HASH   currency, balance, seq, created_at, nonce
     w:{w:<id>}:ledger              ZSET   member = entry id, score = seq
     w:{w:<id>}:entries             HASH   entry id -> entry JSON
     w:{w:<id>}:idem:<scope>:<key>  STRING idempotency record JSON, with TTL
 
-A transfer writes two wallets in one MULTI, so on Redis Cluster both wallets
-would need the same slot; the supported topology is one primary (standalone or
-Sentinel-managed), where any keys may share a transaction.
+Money moves in batches (see combiner.py): one WATCH/MULTI per batch writes every
+op's balance change, ledger entry and idempotency record together. A batch and
+a transfer may span wallets in different slots, so the store needs one Redis
+primary (standalone, or Sentinel-managed); it does not run on Redis Cluster.
 
-Every change uses WATCH/MULTI on the pipeline's own connection, retried on
-conflict with bounded, jittered backoff. redis-py turns a connection error
-while keys are watched (including one while reading EXEC's reply) into a
-WatchError, so before any retry the store checks whether its own commit landed
-(entry ids and idempotency tokens are written in the same MULTI) and never
-applies money twice.
+The transaction talks to one pooled connection directly: WATCH and the reads
+go out in one round trip, MULTI..EXEC in a second. (redis-py's Pipeline needs
+one round trip per command between WATCH and MULTI, and its
+``Redis.transaction()`` helper retries forever.) A connection error while
+reading EXEC's reply is ambiguous -- the write may have committed -- so before
+any retry the store looks for what its own MULTI wrote (a ledger entry id or an
+idempotency record token) and never applies money twice.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from wallet_api.domain.ledger import (
     CurrencyMismatch,
     DomainRefusal,
     EntryType,
-    InsufficientFunds,
     LedgerEntry,
     Wallet,
     WalletExists,
@@ -45,7 +46,7 @@ from wallet_api.domain.ledger import (
     apply_entry,
 )
 
-_RETRYABLE = (redis.WatchError, redis.ConnectionError, redis.TimeoutError)
+_CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 
 
 class StoreUnavailable(Exception):
@@ -94,41 +95,40 @@ class StoredResponse:
 
 
 @dataclass(frozen=True)
-class IdempotencyClaim:
-    """This request's exclusive hold on an idempotency key (state "pending")."""
+class Idempotency:
+    """An op's idempotency key: where its record lives and what request it was."""
 
     redis_key: str
-    token: str
     fingerprint: str
-
-
-@dataclass(frozen=True)
-class Replay:
-    response: StoredResponse
-
-
-@dataclass(frozen=True)
-class KeyInUse:
-    """Another request with the same key is still in flight."""
-
-
-@dataclass(frozen=True)
-class KeyReusedWithDifferentRequest:
-    """The key was used before for a different method, path or body."""
-
-
-IdempotencyDecision = IdempotencyClaim | Replay | KeyInUse | KeyReusedWithDifferentRequest
 
 
 @dataclass
 class MoneyOp:
-    """A deposit or withdrawal waiting to be committed."""
+    """A deposit or withdrawal."""
 
     entry_type: EntryType
     wallet_id: str
     amount: int
-    claim: IdempotencyClaim | None = None
-    entry_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    idempotency: Idempotency | None = None
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def operation(self) -> str:
+        return self.entry_type.value
+
+
+@dataclass
+class TransferOp:
+    source: str
+    target: str
+    amount: int
+    idempotency: Idempotency | None = None
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    operation = "transfer"
+
+
+Op = MoneyOp | TransferOp
 
 
 @dataclass(frozen=True)
@@ -138,38 +138,36 @@ class Applied:
 
 
 @dataclass(frozen=True)
-class Refused:
-    refusal: DomainRefusal
-
-
-@dataclass(frozen=True)
-class ClaimLost:
-    """The idempotency claim expired and was taken over; this op did nothing."""
-
-
-Outcome = Applied | Refused | ClaimLost
-Render = Callable[[MoneyOp, Outcome], StoredResponse]
-
-
-@dataclass(frozen=True)
-class TransferOp:
-    source: str
-    target: str
-    amount: int
-    claim: IdempotencyClaim | None = None
-    transfer_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-
-@dataclass(frozen=True)
 class TransferApplied:
-    transfer_id: str
     debit: LedgerEntry
     credit: LedgerEntry
     currency: str
 
 
-TransferOutcome = TransferApplied | Refused | ClaimLost
-RenderTransfer = Callable[[TransferOp, TransferOutcome], StoredResponse]
+@dataclass(frozen=True)
+class Refused:
+    refusal: DomainRefusal
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """The key was used before for this same request: here is the first answer."""
+
+    response: StoredResponse
+
+
+@dataclass(frozen=True)
+class KeyInUse:
+    """A concurrent request with the same key won; this one did nothing."""
+
+
+@dataclass(frozen=True)
+class KeyReused:
+    """The key was used before for a different method, path or body."""
+
+
+Outcome = Applied | TransferApplied | Refused | Replayed | KeyInUse | KeyReused
+Render = Callable[[Op, Outcome], StoredResponse]
 
 
 @dataclass(frozen=True)
@@ -184,10 +182,8 @@ class RetryPolicy:
 
 
 def _now() -> str:
-    return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-        + f".{int(time.time() * 1000) % 1000:03d}Z"
-    )
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
 
 
 def _decode(value: bytes | str | None) -> str | None:
@@ -196,20 +192,46 @@ def _decode(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
+@dataclass
+class _WalletState:
+    currency: str
+    balance: int
+    seq: int
+    changed: bool = False
+
+
+@dataclass
+class _Plan:
+    """What one attempt decided: per-op outcomes and the commands of its MULTI."""
+
+    outcomes: list[Outcome]
+    writes: list[tuple[Any, ...]]
+    # A read whose reply equals probe_expect only if this MULTI committed: any
+    # one write of the MULTI proves all of it landed.
+    probe: tuple[str, ...] | None
+    probe_expect: str | None = None
+
+
+@contextmanager
+def _unavailable_as_error() -> Iterator[None]:
+    try:
+        yield
+    except _CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(str(exc)) from exc
+
+
 class WalletStore:
     def __init__(
         self,
         client: redis.Redis,
         *,
         idempotency_ttl: int = 86400,
-        claim_ttl: int = 30,
         retry: RetryPolicy | None = None,
         metrics: StoreMetrics | None = None,
         clock: Callable[[], str] = _now,
     ) -> None:
         self.redis = client
         self.idempotency_ttl = idempotency_ttl
-        self.claim_ttl = claim_ttl
         self.retry = retry or RetryPolicy()
         self.metrics: StoreMetrics = metrics or _NoMetrics()
         self.clock = clock
@@ -251,288 +273,240 @@ class WalletStore:
         created_at = self.clock()
         nonce = uuid.uuid4().hex  # recognises our own commit after a lost EXEC reply
         key = wallet_key(wallet_id)
-        for attempt in range(self.retry.max_attempts):
-            try:
-                with self.redis.pipeline() as pipe:
-                    pipe.watch(key)
-                    existing = _decode(pipe.hget(key, "nonce"))
-                    if existing == nonce:
-                        break
-                    if existing is not None or pipe.exists(key):
-                        raise WalletExists(f"wallet {wallet_id!r} already exists")
-                    pipe.multi()
-                    fields = {"currency": currency, "balance": 0, "seq": 0}
-                    pipe.hset(key, mapping={**fields, "created_at": created_at, "nonce": nonce})
-                    pipe.execute()
-                    break
-            except _RETRYABLE as exc:
-                # The next attempt's read decides who won: us (lost reply) or a rival.
-                self._before_retry("create", attempt, exc)
-        else:
-            raise ContentionExhausted("could not create the wallet")
+
+        def plan(replies: list[Any]) -> _Plan:
+            existing = _decode(replies[0])
+            if existing == nonce:  # an earlier attempt committed; its reply was lost
+                return _Plan([], [], None)
+            if existing is not None or replies[1]:
+                raise WalletExists(f"wallet {wallet_id!r} already exists")
+            fields = ["currency", currency, "balance", 0, "seq", 0]
+            write = ("HSET", key, *fields, "created_at", created_at, "nonce", nonce)
+            return _Plan([], [write], ("HGET", key, "nonce"), nonce)
+
+        self._transact("create", [key], [("HGET", key, "nonce"), ("EXISTS", key)], plan)
         return Wallet(wallet_id, currency, 0, created_at)
-
-    # -- idempotency ---------------------------------------------------------
-
-    def claim_idempotency_key(self, redis_key: str, fingerprint: str) -> IdempotencyDecision:
-        """Atomically take the key, or report why this request may not proceed."""
-        token = uuid.uuid4().hex
-        record = json.dumps({"state": "pending", "fingerprint": fingerprint, "token": token})
-        with _unavailable_as_error():
-            for _ in range(3):
-                if self.redis.set(redis_key, record, nx=True, ex=self.claim_ttl):
-                    return IdempotencyClaim(redis_key, token, fingerprint)
-                existing = self.redis.get(redis_key)
-                if existing is None:  # expired between SET NX and GET
-                    continue
-                stored = json.loads(existing)
-                if stored["fingerprint"] != fingerprint:
-                    return KeyReusedWithDifferentRequest()
-                if stored["state"] == "done":
-                    return Replay(StoredResponse(stored["status"], stored["body"]))
-                return KeyInUse()
-        return KeyInUse()
-
-    def release_claim(self, claim: IdempotencyClaim) -> None:
-        """Drop a pending claim we still own so the client can retry at once."""
-        try:
-            with self.redis.pipeline() as pipe:
-                pipe.watch(claim.redis_key)
-                if not _claim_is_ours(pipe.get(claim.redis_key), claim):
-                    return
-                pipe.multi()
-                pipe.delete(claim.redis_key)
-                pipe.execute()
-        except redis.RedisError:
-            pass  # the claim's TTL frees it anyway
 
     # -- money -------------------------------------------------------------
 
-    def commit_batch(self, wallet_id: str, ops: Sequence[MoneyOp], render: Render) -> list[Outcome]:
-        """Apply deposits/withdrawals on one wallet, in order, in one MULTI.
+    def commit(self, ops: Sequence[Op], render: Render) -> list[Outcome]:
+        """Apply ops in order, all in one WATCH/MULTI; one outcome per op.
 
-        Each op gets its own ledger entry and idempotency record; a refused op
-        (e.g. insufficient funds) changes nothing but its record. An unknown
-        wallet records nothing: every op comes back Refused(WalletNotFound).
+        A refused op (e.g. insufficient funds) changes nothing but its
+        idempotency record; an op on an unknown wallet records nothing.
         """
-        wkey = wallet_key(wallet_id)
-        claims = [op.claim for op in ops if op.claim is not None]
-        watched = [wkey, *(c.redis_key for c in claims)]
-        started = time.perf_counter()
-        for attempt in range(self.retry.max_attempts):
-            outcomes: list[Outcome] = []
-            probe = _CommitProbe()
-            try:
-                with self.redis.pipeline() as pipe:
-                    pipe.watch(*watched)
-                    currency, balance_raw, seq_raw = (
-                        _decode(v) for v in pipe.hmget(wkey, "currency", "balance", "seq")
-                    )
-                    held = dict(zip(claims, pipe.mget([c.redis_key for c in claims]), strict=True))
-                    if currency is None:
-                        missing = WalletNotFound(f"wallet {wallet_id!r} does not exist")
-                        return [Refused(missing) for _ in ops]
-                    balance, seq = int(balance_raw or 0), int(seq_raw or 0)
-                    now = self.clock()
-                    pipe.multi()
-                    for op in ops:
-                        if op.claim is not None and not _claim_is_ours(held[op.claim], op.claim):
-                            outcomes.append(ClaimLost())
-                            continue
-                        outcome: Outcome
-                        try:
-                            balance = apply_entry(balance, op.entry_type, op.amount)
-                        except DomainRefusal as refusal:
-                            outcome = Refused(refusal)
-                        else:
-                            seq += 1
-                            entry = LedgerEntry(
-                                op.entry_id,
-                                wallet_id,
-                                seq,
-                                op.entry_type.value,
-                                op.amount,
-                                balance,
-                                now,
-                            )
-                            self._queue_entry(pipe, entry)
-                            probe.entry = probe.entry or (entries_key(wallet_id), entry.id)
-                            outcome = Applied(entry, currency)
-                        outcomes.append(outcome)
-                        if op.claim is not None:
-                            self._queue_record(pipe, op.claim, render(op, outcome))
-                            probe.claim = probe.claim or op.claim
-                    pipe.hset(wkey, mapping={"balance": balance, "seq": seq})
-                    pipe.execute()
-            except _RETRYABLE as exc:
-                if self._committed(probe):
-                    self.metrics.commit("money", time.perf_counter() - started, len(ops))
-                    return outcomes
-                self._before_retry("money", attempt, exc)
-                continue
-            self.metrics.commit("money", time.perf_counter() - started, len(ops))
-            return outcomes
-        raise ContentionExhausted(
-            f"{self.retry.max_attempts} conflicting attempts on {wallet_id!r}"
+        wallet_ids = list(dict.fromkeys(w for op in ops for w in _wallets(op)))
+        record_keys = list(
+            dict.fromkeys(op.idempotency.redis_key for op in ops if op.idempotency)
         )
+        reads: list[tuple[Any, ...]] = [
+            ("HMGET", wallet_key(w), "currency", "balance", "seq") for w in wallet_ids
+        ]
+        if record_keys:
+            reads.append(("MGET", *record_keys))
+        # Keys whose record was absent when this call first looked: finding one
+        # there on a retry means a concurrent request with that key won.
+        absent_at_first_read: set[str] | None = None
 
-    def transfer(self, op: TransferOp, render: RenderTransfer) -> TransferOutcome:
-        """Move money between two wallets atomically (one MULTI, two entries)."""
-        src, dst = wallet_key(op.source), wallet_key(op.target)
-        watched = [src, dst] + ([op.claim.redis_key] if op.claim else [])
+        def plan(replies: list[Any]) -> _Plan:
+            nonlocal absent_at_first_read
+            states: dict[str, _WalletState | None] = {}
+            for wallet_id, (currency, balance, seq) in zip(wallet_ids, replies, strict=False):
+                states[wallet_id] = (
+                    _WalletState(currency.decode(), int(balance or 0), int(seq or 0))
+                    if currency is not None
+                    else None
+                )
+            records = dict(zip(record_keys, replies[-1], strict=True)) if record_keys else {}
+            if absent_at_first_read is None:
+                absent_at_first_read = {k for k, v in records.items() if v is None}
+            return self._plan(ops, states, records, absent_at_first_read, render)
+
+        keys = [wallet_key(w) for w in wallet_ids] + record_keys
         started = time.perf_counter()
+        outcomes = self._transact(_batch_label(ops), keys, reads, plan)
+        self.metrics.commit(_batch_label(ops), time.perf_counter() - started, len(ops))
+        return outcomes
+
+    def _plan(
+        self,
+        ops: Sequence[Op],
+        states: dict[str, _WalletState | None],
+        records: dict[str, bytes | None],
+        absent_at_first_read: set[str],
+        render: Render,
+    ) -> _Plan:
+        now = self.clock()
+        plan = _Plan([], [], None)
+        claimed: dict[str, str] = {}  # record key -> fingerprint, within this batch
+        for op in ops:
+            idem = op.idempotency
+            if idem is not None:
+                answer = _check_record(idem, records.get(idem.redis_key), claimed,
+                                       idem.redis_key in absent_at_first_read)
+                if answer is not None:
+                    plan.outcomes.append(answer)
+                    continue
+            outcome = self._apply(op, states, now, plan)
+            plan.outcomes.append(outcome)
+            recorded = not (isinstance(outcome, Refused)
+                            and isinstance(outcome.refusal, WalletNotFound))
+            if idem is not None and recorded:
+                claimed[idem.redis_key] = idem.fingerprint
+                response = render(op, outcome)
+                record = {"fingerprint": idem.fingerprint, "op": op.id,
+                          "status": response.status, "body": response.body}
+                plan.writes.append(
+                    ("SET", idem.redis_key, json.dumps(record), "EX", self.idempotency_ttl)
+                )
+                if plan.probe is None:
+                    plan.probe, plan.probe_expect = ("GET", idem.redis_key), json.dumps(record)
+        for wallet_id, state in states.items():
+            if state is not None and state.changed:
+                plan.writes.append(
+                    ("HSET", wallet_key(wallet_id), "balance", state.balance, "seq", state.seq)
+                )
+        return plan
+
+    def _apply(
+        self, op: Op, states: dict[str, _WalletState | None], now: str, plan: _Plan
+    ) -> Outcome:
+        """Run the ledger rule for one op against the batch's running state."""
+        postings: list[tuple[str, EntryType]] = (
+            [(op.wallet_id, op.entry_type)]
+            if isinstance(op, MoneyOp)
+            else [(op.source, EntryType.TRANSFER_OUT), (op.target, EntryType.TRANSFER_IN)]
+        )
+        for wallet_id, _ in postings:
+            if states[wallet_id] is None:
+                return Refused(WalletNotFound(f"wallet {wallet_id!r} does not exist"))
+        wallets = [states[w] for w, _ in postings]
+        currencies = {w.currency for w in wallets if w is not None}
+        try:
+            if len(currencies) > 1:
+                raise CurrencyMismatch(
+                    f"{postings[0][0]!r} holds {wallets[0].currency}, "  # type: ignore[union-attr]
+                    f"{postings[1][0]!r} holds {wallets[1].currency}"  # type: ignore[union-attr]
+                )
+            after = [
+                apply_entry(w.balance, kind, op.amount)  # type: ignore[union-attr]
+                for w, (_, kind) in zip(wallets, postings, strict=True)
+            ]
+        except DomainRefusal as refusal:
+            return Refused(refusal)
+        entries = []
+        for (wallet_id, kind), state, balance in zip(postings, wallets, after, strict=True):
+            assert state is not None
+            state.balance, state.seq, state.changed = balance, state.seq + 1, True
+            counterpart = None if isinstance(op, MoneyOp) else (
+                op.target if kind is EntryType.TRANSFER_OUT else op.source
+            )
+            entry = LedgerEntry(
+                id=op.id if isinstance(op, MoneyOp) else f"{op.id}-{kind.value.split('_')[1]}",
+                wallet_id=wallet_id, seq=state.seq, type=kind.value, amount=op.amount,
+                balance_after=balance, created_at=now,
+                transfer_id=None if isinstance(op, MoneyOp) else op.id,
+                counterparty=counterpart,
+            )
+            plan.writes.append(("ZADD", ledger_key(wallet_id), entry.seq, entry.id))
+            plan.writes.append(("HSET", entries_key(wallet_id), entry.id, json.dumps(entry.to_dict())))
+            if plan.probe is None:
+                plan.probe, plan.probe_expect = ("HEXISTS", entries_key(wallet_id), entry.id), "1"
+            entries.append(entry)
+        currency = wallets[0].currency  # type: ignore[union-attr]
+        if isinstance(op, MoneyOp):
+            return Applied(entries[0], currency)
+        return TransferApplied(entries[0], entries[1], currency)
+
+    # -- the transaction -----------------------------------------------------
+
+    def _transact(
+        self,
+        label: str,
+        watch: Sequence[str],
+        reads: Sequence[tuple[Any, ...]],
+        plan: Callable[[list[Any]], _Plan],
+    ) -> list[Outcome]:
+        """WATCH + reads (one round trip), plan, MULTI..EXEC (one round trip).
+
+        Retries on conflict with jittered backoff, at most max_attempts times.
+        """
+        pool = self.redis.connection_pool
         for attempt in range(self.retry.max_attempts):
-            outcome: TransferOutcome = ClaimLost()
-            probe = _CommitProbe()
+            decided: _Plan | None = None
+            conn = None
             try:
-                with self.redis.pipeline() as pipe:
-                    pipe.watch(*watched)
-                    s_cur, s_bal, s_seq = (
-                        _decode(v) for v in pipe.hmget(src, "currency", "balance", "seq")
-                    )
-                    d_cur, d_bal, d_seq = (
-                        _decode(v) for v in pipe.hmget(dst, "currency", "balance", "seq")
-                    )
-                    if op.claim is not None and not _claim_is_ours(
-                        pipe.get(op.claim.redis_key), op.claim
-                    ):
-                        return ClaimLost()
-                    if s_cur is None or d_cur is None:
-                        which = op.source if s_cur is None else op.target
-                        return Refused(WalletNotFound(f"wallet {which!r} does not exist"))
-                    pipe.multi()
-                    try:
-                        if s_cur != d_cur:
-                            raise CurrencyMismatch(
-                                f"{op.source!r} holds {s_cur}, {op.target!r} holds {d_cur}"
-                            )
-                        s_after = apply_entry(int(s_bal or 0), EntryType.TRANSFER_OUT, op.amount)
-                        d_after = apply_entry(int(d_bal or 0), EntryType.TRANSFER_IN, op.amount)
-                    except DomainRefusal as refusal:
-                        outcome = Refused(refusal)
-                    else:
-                        now = self.clock()
-                        debit = LedgerEntry(
-                            f"{op.transfer_id}-out",
-                            op.source,
-                            int(s_seq or 0) + 1,
-                            EntryType.TRANSFER_OUT.value,
-                            op.amount,
-                            s_after,
-                            now,
-                            op.transfer_id,
-                            op.target,
-                        )
-                        credit = LedgerEntry(
-                            f"{op.transfer_id}-in",
-                            op.target,
-                            int(d_seq or 0) + 1,
-                            EntryType.TRANSFER_IN.value,
-                            op.amount,
-                            d_after,
-                            now,
-                            op.transfer_id,
-                            op.source,
-                        )
-                        for entry in (debit, credit):
-                            self._queue_entry(pipe, entry)
-                            pipe.hset(
-                                wallet_key(entry.wallet_id),
-                                mapping={"balance": entry.balance_after, "seq": entry.seq},
-                            )
-                        probe.entry = (entries_key(op.source), debit.id)
-                        outcome = TransferApplied(op.transfer_id, debit, credit, s_cur)
-                    if op.claim is not None:
-                        self._queue_record(pipe, op.claim, render(op, outcome))
-                        probe.claim = op.claim
-                    pipe.execute()
-            except _RETRYABLE as exc:
-                if self._committed(probe):
-                    self.metrics.commit("transfer", time.perf_counter() - started, 1)
-                    return outcome
-                self._before_retry("transfer", attempt, exc)
-                continue
-            self.metrics.commit("transfer", time.perf_counter() - started, 1)
-            return outcome
-        raise ContentionExhausted(f"{self.retry.max_attempts} conflicting attempts on a transfer")
+                conn = pool.get_connection()
+                replies = self._roundtrip(conn, [("WATCH", *watch), *reads])[1:]
+                decided = plan(replies)
+                if not decided.writes:
+                    self._roundtrip(conn, [("UNWATCH",)])
+                    return decided.outcomes
+                block = [("MULTI",), *decided.writes, ("EXEC",)]
+                if self._roundtrip(conn, block)[-1] is not None:
+                    return decided.outcomes
+                conflict: Exception = redis.WatchError("watched key changed")
+            except _CONNECTION_ERRORS as exc:
+                if conn is not None:
+                    conn.disconnect()  # its WATCH state is unknowable now
+                    pool.release(conn)
+                    conn = None
+                if decided is not None and decided.writes and self._landed(decided):
+                    return decided.outcomes
+                if not self.ping():
+                    raise StoreUnavailable(str(exc)) from exc
+                conflict = exc
+            except BaseException:
+                if conn is not None:
+                    conn.disconnect()  # never hand back a connection still WATCHing
+                raise
+            finally:
+                if conn is not None:
+                    pool.release(conn)
+            self.metrics.watch_retry(label)
+            time.sleep(self.retry.delay(attempt))
+        raise ContentionExhausted(f"{self.retry.max_attempts} attempts lost races ({conflict})")
 
-    # -- helpers -----------------------------------------------------------
+    def _roundtrip(self, conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+        conn.send_packed_command(conn.pack_commands(commands))
+        replies = [conn.read_response() for _ in commands]
+        nested = replies[-1] if commands[-1][0] == "EXEC" and replies[-1] is not None else []
+        for reply in (*replies, *nested):
+            if isinstance(reply, redis.ResponseError):
+                raise reply
+        return replies
 
-    def _queue_entry(self, pipe: Any, entry: LedgerEntry) -> None:
-        pipe.zadd(ledger_key(entry.wallet_id), {entry.id: entry.seq})
-        pipe.hset(entries_key(entry.wallet_id), entry.id, json.dumps(entry.to_dict()))
-
-    def _queue_record(self, pipe: Any, claim: IdempotencyClaim, response: StoredResponse) -> None:
-        record = {
-            "state": "done",
-            "fingerprint": claim.fingerprint,
-            "token": claim.token,
-            "status": response.status,
-            "body": response.body,
-        }
-        pipe.set(claim.redis_key, json.dumps(record), ex=self.idempotency_ttl)
-
-    def _committed(self, probe: _CommitProbe) -> bool:
-        """After a failed EXEC: did our MULTI land anyway? (probe = what it wrote)"""
+    def _landed(self, decided: _Plan) -> bool:
+        """After a lost EXEC reply: did our MULTI commit? (probe what it wrote)"""
+        if decided.probe is None:
+            return False
         with _unavailable_as_error():
-            if probe.entry is not None:
-                return bool(self.redis.hexists(*probe.entry))
-            if probe.claim is not None:
-                raw = self.redis.get(probe.claim.redis_key)
-                if raw is None:
-                    return False
-                record = json.loads(raw)
-                return bool(record.get("token") == probe.claim.token and record["state"] == "done")
-        return False
-
-    def _before_retry(self, operation: str, attempt: int, exc: Exception) -> None:
-        lost_connection = isinstance(exc, redis.ConnectionError | redis.TimeoutError) or (
-            "occurred while watching" in str(exc)  # redis-py's WatchError for a dropped link
-        )
-        # A lost connection rather than a lost race: fail fast if Redis is gone.
-        if lost_connection and not self.ping():
-            raise StoreUnavailable(str(exc)) from exc
-        self.metrics.watch_retry(operation)
-        time.sleep(self.retry.delay(attempt))
+            reply = self.redis.execute_command(*decided.probe)
+        if isinstance(reply, int):  # HEXISTS: redis-py turns 1/0 into True/False
+            reply = str(int(reply))
+        return _decode(reply) == decided.probe_expect
 
 
-@dataclass
-class _CommitProbe:
-    """What an attempt's MULTI wrote that proves, afterwards, that it committed."""
-
-    entry: tuple[str, str] | None = None
-    claim: IdempotencyClaim | None = None
+def _wallets(op: Op) -> tuple[str, ...]:
+    return (op.wallet_id,) if isinstance(op, MoneyOp) else (op.source, op.target)
 
 
-def _claim_is_ours(raw: bytes | str | None, claim: IdempotencyClaim) -> bool:
+def _batch_label(ops: Sequence[Op]) -> str:
+    kinds = {op.operation for op in ops}
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+def _check_record(
+    idem: Idempotency, raw: bytes | None, claimed: dict[str, str], was_absent: bool
+) -> Outcome | None:
+    """None: go ahead. Otherwise the answer for a key already used."""
+    if idem.redis_key in claimed:  # the same key twice in one batch
+        return KeyInUse() if claimed[idem.redis_key] == idem.fingerprint else KeyReused()
     if raw is None:
-        return False
+        return None
     record = json.loads(raw)
-    return bool(record.get("token") == claim.token and record.get("state") == "pending")
-
-
-@contextmanager
-def _unavailable_as_error() -> Iterator[None]:
-    try:
-        yield
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise StoreUnavailable(str(exc)) from exc
-
-
-__all__ = [
-    "Applied",
-    "ClaimLost",
-    "ContentionExhausted",
-    "IdempotencyClaim",
-    "InsufficientFunds",
-    "KeyInUse",
-    "KeyReusedWithDifferentRequest",
-    "MoneyOp",
-    "Refused",
-    "Replay",
-    "StoreUnavailable",
-    "StoredResponse",
-    "TransferApplied",
-    "TransferOp",
-    "WalletStore",
-]
+    if record["fingerprint"] != idem.fingerprint:
+        return KeyReused()
+    if was_absent:  # written by a concurrent request since our first read
+        return KeyInUse()
+    return Replayed(StoredResponse(record["status"], record["body"]))

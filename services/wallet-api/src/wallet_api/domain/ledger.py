@@ -96,7 +96,22 @@ class LedgerEntry:
     counterparty: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        # Hand-written, not dataclasses.asdict: this runs several times per
+        # money movement and asdict's deep copy showed up in profiles.
+        data: dict[str, Any] = {
+            "id": self.id,
+            "wallet_id": self.wallet_id,
+            "seq": self.seq,
+            "type": self.type,
+            "amount": self.amount,
+            "balance_after": self.balance_after,
+            "created_at": self.created_at,
+        }
+        if self.transfer_id is not None:
+            data["transfer_id"] = self.transfer_id
+        if self.counterparty is not None:
+            data["counterparty"] = self.counterparty
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LedgerEntry:

@@ -1,0 +1,1 @@
+"""Developer tooling (local servers, benchmark); not shipped in the image."""

@@ -1,0 +1,176 @@
+"""`make bench`: a bounded load against wallet-api under gunicorn on 127.0.0.1.
+
+Prints requests/s and p50/p99 for each scenario, ratios against the bare
+/healthz baseline measured in the same run, WATCH retries per operation, and a
+lost-update check. Uses wrk (Debian: apt-get install wrk) for the load.
+
+    python -m devtools.bench [--duration 5] [--connections 64] [--worker-class gthread]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from devtools.local_servers import api_server, redis_server
+from wallet_api.store import WalletStore, wallet_key
+
+KEY = "bench-key-0123456789abcdef"
+LUA = Path(__file__).with_name("bench.lua")
+SPREAD = 10_000
+
+
+@dataclass
+class Result:
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    ok: int
+    refused: int
+    failed: int
+    socket_errors: int
+    retries_per_op: float | None = None
+
+
+def _wrk(url: str, env: dict[str, str], duration: int, connections: int) -> dict[str, int]:
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(LUA), url]
+    out = subprocess.run(  # noqa: S603
+        cmd, env={**os.environ, **env}, capture_output=True, text=True, timeout=duration + 60, check=True
+    ).stdout
+    match = re.search(r"BENCH_RESULT (.*)", out)
+    if match is None:
+        raise RuntimeError(f"wrk printed no result:\n{out}")
+    return {k: int(v) for k, v in (pair.split("=") for pair in match.group(1).split())}
+
+
+def _retries(base: str) -> float:
+    text = urllib.request.urlopen(f"{base}/metrics", timeout=10).read().decode()  # noqa: S310
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("wallet_watch_retries_total{")
+    )
+
+
+def _run(name: str, base: str, env: dict[str, str], duration: int, connections: int) -> Result:
+    before = _retries(base)
+    raw = _wrk(base, {"BENCH_KEY": KEY, **env}, duration, connections)
+    seconds = raw["duration_us"] / 1e6
+    result = Result(
+        name, raw["requests"] / seconds, raw["p50_us"] / 1000, raw["p99_us"] / 1000,
+        raw["ok"], raw["refused"], raw["failed"], raw["socket_errors"],
+    )
+    if env.get("BENCH_MODE") == "deposit":
+        result.retries_per_op = (_retries(base) - before) / max(raw["ok"], 1)
+    return result
+
+
+def _seed(redis_url: str, prefix: str, count: int) -> None:
+    client = redis.Redis.from_url(redis_url)
+    store = WalletStore(client)
+    for n in range(count):
+        store.create_wallet(f"{prefix}-{n}", "EUR")
+
+
+def _balance(redis_url: str, wallet_id: str) -> tuple[int, int]:
+    client = redis.Redis.from_url(redis_url)
+    balance = int(client.hget(wallet_key(wallet_id), "balance") or 0)
+    entries = client.zcard(f"{wallet_key(wallet_id)}:ledger")
+    return balance, entries
+
+
+def bench(args: argparse.Namespace) -> int:
+    if shutil.which("wrk") is None:
+        print("bench: wrk not found; install it (Debian: apt-get install wrk)", file=sys.stderr)
+        return 2
+    results: list[Result] = []
+    lost_lines: list[str] = []
+    lost = False
+    fsync_modes = ["always"] + (["everysec"] if args.compare_fsync else [])
+    for fsync in fsync_modes:
+        with redis_server(appendfsync=fsync) as rs, api_server(
+            rs.url, KEY, workers=args.workers, threads=args.threads, worker_class=args.worker_class
+        ) as api:
+            _seed(rs.url, "bench", SPREAD)
+            _seed(rs.url, "hot", 1)
+            suffix = "" if fsync == "always" else f" (appendfsync {fsync})"
+            run = lambda name, env: results.append(  # noqa: E731
+                _run(name + suffix, api.url, env, args.duration, args.connections)
+            )
+            if fsync == "always":
+                run("GET /healthz (baseline)", {"BENCH_MODE": "healthz"})
+                run("GET /wallets/{id}", {"BENCH_MODE": "get", "BENCH_WALLETS": str(SPREAD)})
+            run(f"deposit, {SPREAD:,} spread wallets", {"BENCH_MODE": "deposit", "BENCH_WALLETS": str(SPREAD)})
+            if fsync == "always":
+                run(
+                    f"deposit, 1 hot wallet, {args.connections} conns",
+                    {"BENCH_MODE": "deposit", "BENCH_WALLETS": "1", "BENCH_PREFIX": "hot"},
+                )
+                hot = results[-1]
+                time.sleep(0.5)  # let requests in flight when wrk stopped finish
+                balance, entries = _balance(rs.url, "hot-0")
+                # Every deposit is 1 cent: balance == ledger entries, and no
+                # acknowledged deposit may be missing. wrk drops (does not count)
+                # replies still in flight when it stops, so those may add up to
+                # one per connection on top of the acknowledged ones.
+                unacked = balance - hot.ok
+                lost = balance != entries or unacked < 0 or unacked > args.connections
+                lost_lines.append(
+                    f"lost-update check (hot wallet): acknowledged={hot.ok} balance={balance} "
+                    f"ledger_entries={entries} in_flight_at_stop={unacked} -> "
+                    + ("FAIL" if lost else "OK (0 lost)")
+                )
+    _print(results, args)
+    for line in lost_lines:
+        print(line)
+    failed = sum(r.failed for r in results)
+    print(f"5xx responses: {failed}")
+    return 1 if lost or failed else 0
+
+
+def _print(results: list[Result], args: argparse.Namespace) -> None:
+    base = results[0].rps
+    print(
+        f"\nwallet-api bench: gunicorn {args.worker_class} workers={args.workers} threads={args.threads}, "
+        f"wrk -t2 -c{args.connections} -d{args.duration}s, redis appendfsync always unless noted\n"
+    )
+    print(f"{'scenario':48} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x base':>7} {'retries/op':>10}")
+    for r in results:
+        retries = f"{r.retries_per_op:.3f}" if r.retries_per_op is not None else "-"
+        print(f"{r.name:48} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.rps / base:7.2f} {retries:>10}")
+    by = {r.name.split(",")[0] + ("|hot" if "hot" in r.name else "") + ("|everysec" if "everysec" in r.name else ""): r for r in results}
+    spread, hot = by.get("deposit"), by.get("deposit|hot")
+    if spread and hot:
+        print(f"\nhot / spread deposit ratio: {hot.rps / spread.rps:.2f}")
+    everysec = by.get("deposit|everysec")
+    if spread and everysec:
+        print(f"appendfsync always / everysec (spread deposit): {spread.rps / everysec.rps:.2f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per scenario (default 5)")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--worker-class", default="gthread", choices=["gthread", "sync", "gevent"])
+    parser.add_argument("--no-compare-fsync", dest="compare_fsync", action="store_false")
+    args = parser.parse_args()
+    if not 1 <= args.duration <= 60:
+        parser.error("--duration must be 1-60 seconds")
+    return bench(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Every response the API gives in a full scenario matches /openapi.json."""
+
+import re
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from jsonschema import Draft202012Validator
+from werkzeug.test import TestResponse
+
+from conftest import auth
+from wallet_api.openapi import build_spec
+
+SPEC = build_spec()
+
+
+def _operation(path: str, method: str) -> dict[str, Any]:
+    for template, item in SPEC["paths"].items():
+        pattern = "^" + re.sub(r"\{[^}]+\}", "[^/]+", template) + "$"
+        if re.match(pattern, path) and method in item:
+            return item[method]  # type: ignore[no-any-return]
+    raise AssertionError(f"{method.upper()} {path} is not documented")
+
+
+def check(method: str, url: str, response: TestResponse) -> None:
+    path = url.split("?")[0]
+    op = _operation(path, method)
+    documented = op["responses"].get(str(response.status_code))
+    assert documented is not None, f"{method.upper()} {path} -> {response.status_code} undocumented"
+    if "$ref" in documented:
+        documented = SPEC["components"]["responses"][documented["$ref"].rsplit("/", 1)[1]]
+    (media, content), = documented["content"].items()
+    assert response.mimetype == media, (path, response.mimetype, media)
+    validator = Draft202012Validator({**content["schema"], "components": SPEC["components"]})
+    errors = sorted(validator.iter_errors(response.get_json()), key=str)
+    assert not errors, f"{method.upper()} {path} {response.status_code}: {errors[0].message}"
+
+
+def test_spec_is_valid_openapi_31_shape(client: FlaskClient) -> None:
+    served = client.get("/openapi.json").get_json()
+    assert served == SPEC
+    assert served["openapi"].startswith("3.1")
+    for item in served["paths"].values():
+        for op in item.values():
+            assert op["responses"], op
+
+
+def test_every_scenario_response_matches_the_spec(client: FlaskClient) -> None:
+    calls: list[tuple[str, str, dict[str, Any] | None, dict[str, str]]] = [
+        ("get", "/status", None, {}),
+        ("get", "/healthz", None, {}),
+        ("get", "/readyz", None, {}),
+        ("post", "/wallets", {"currency": "EUR", "id": "a"}, auth()),
+        ("post", "/wallets", {"currency": "EUR", "id": "b"}, auth()),
+        ("post", "/wallets", {"currency": "EUR", "id": "a"}, auth()),  # 409
+        ("post", "/wallets", {"currency": "eur"}, auth()),  # 422
+        ("get", "/wallets/a", None, auth()),
+        ("get", "/wallets/zzz", None, auth()),  # 404
+        ("get", "/wallets/a", None, {}),  # 401
+        ("post", "/wallets/a/deposit", {"amount": 1000}, auth(**{"Idempotency-Key": "c1"})),
+        ("post", "/wallets/a/deposit", {"amount": 1000}, auth(**{"Idempotency-Key": "c1"})),  # replay
+        ("post", "/wallets/a/deposit", {"amount": 5}, auth(**{"Idempotency-Key": "c1"})),  # 422 reuse
+        ("post", "/wallets/a/withdraw", {"amount": 1}, auth()),
+        ("post", "/wallets/a/withdraw", {"amount": 10**6}, auth()),  # 409
+        ("post", "/wallets/a/withdraw", {"amount": 1.5}, auth()),  # 422
+        ("post", "/transfers", {"from": "a", "to": "b", "amount": 10}, auth()),
+        ("post", "/transfers", {"from": "a", "to": "b", "amount": 10**6}, auth()),  # 409
+        ("post", "/transfers", {"from": "a", "to": "nobody", "amount": 1}, auth()),  # 404
+        ("get", "/wallets/a/transactions?limit=2", None, auth()),
+        ("get", "/wallets/a/transactions?limit=2&cursor=2", None, auth()),
+        ("get", "/wallets/a/transactions?limit=500", None, auth()),  # 422
+    ]
+    for method, url, body, headers in calls:
+        response = getattr(client, method)(url, json=body, headers=headers)
+        check(method, url, response)
+
+
+def test_check_catches_a_drift() -> None:
+    """The checker itself must fail on a body that breaks the spec."""
+
+    class Fake:
+        status_code = 200
+        mimetype = "application/json"
+
+        @staticmethod
+        def get_json() -> dict[str, Any]:
+            return {"id": "a", "currency": "EUR", "balance": -1, "created_at": "x"}
+
+    with pytest.raises(AssertionError, match="minimum"):
+        check("get", "/wallets/a", Fake())  # type: ignore[arg-type]
