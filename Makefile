@@ -1,0 +1,129 @@
+# wallet-stack: the front door. `make help` lists the targets.
+#
+# Air-gapped machines (no container registry): `make airgap` (or any target
+# that needs images, automatically) builds local stand-in images and writes
+# .airgap.env; its image overrides are exported to every recipe below.
+-include .airgap.env
+export PYTHON_IMAGE REDIS_IMAGE TRAEFIK_IMAGE PROMETHEUS_IMAGE WHOAMI_IMAGE DEBIAN_IMAGE
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+SERVICE := services/wallet-api
+VENV := .venv
+PY := $(VENV)/bin/python
+COMPOSE_EDGE := docker compose -f docker-compose.traefik.yml
+COMPOSE_ALL := docker compose -f docker-compose.traefik.yml -f docker-compose.yml
+PYTHON_IMAGE ?= python:3.12-slim-bookworm
+WALLET_API_IMAGE ?= wallet-stack/wallet-api:dev
+PORT ?= 8000
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# -- Python ------------------------------------------------------------------
+
+$(VENV)/.installed-lock: $(SERVICE)/requirements-dev.lock $(SERVICE)/pyproject.toml virtual.sh
+	@source virtual.sh
+
+.PHONY: venv
+venv: $(VENV)/.installed-lock ## Create/refresh .venv (same as `source virtual.sh`)
+
+.PHONY: lock
+lock: venv ## Re-resolve the pinned lock files from pyproject.toml
+	cd $(SERVICE) && for spec in :requirements.lock test:requirements-test.lock dev:requirements-dev.lock; do \
+	  extra=$${spec%%:*}; out=$${spec#*:}; \
+	  ../../$(VENV)/bin/uv pip compile pyproject.toml $${extra:+--extra $$extra} --universal \
+	    --python-version 3.11 --no-header -q -o "$$out"; done
+
+.PHONY: unit_test_python
+unit_test_python: venv ## Fast unit tests of the wallet API (fakeredis; stage 1)
+	cd $(SERVICE) && ../../$(PY) -m pytest -m "not redis" --cov=wallet_api --cov-report=term-missing:skip-covered
+
+.PHONY: test_redis
+test_redis: venv ## Concurrency tests against a real redis-server and gunicorn
+	cd $(SERVICE) && ../../$(PY) -m pytest -m redis -s
+
+.PHONY: lint
+lint: venv ## ruff, mypy, shellcheck, hadolint, actionlint, yamllint, promtool
+	$(VENV)/bin/ruff check $(SERVICE) tests
+	$(VENV)/bin/ruff format --check $(SERVICE) tests
+	cd $(SERVICE) && ../../$(VENV)/bin/mypy
+	$(VENV)/bin/shellcheck virtual.sh scripts/*.sh .ci/run
+	$(VENV)/bin/hadolint $(SERVICE)/Dockerfile infra/airgap/*/Dockerfile
+	$(VENV)/bin/actionlint
+	$(VENV)/bin/yamllint -s .
+	scripts/promtool.sh check config infra/prometheus/prometheus.yml
+	scripts/promtool.sh test rules infra/prometheus/tests/*.yml
+
+.PHONY: dev
+dev: venv ## Run the API with gunicorn on 127.0.0.1:PORT, default 8000 (starts a local redis-server if REDIS_URL is unset)
+	cd $(SERVICE) && PORT=$(PORT) ../../$(PY) -m devtools.dev
+
+.PHONY: bench
+bench: venv ## Benchmark: wrk load on gunicorn + redis on 127.0.0.1, ratios vs /healthz
+	cd $(SERVICE) && ../../$(PY) -m devtools.bench
+
+# -- Containers --------------------------------------------------------------
+
+.PHONY: airgap
+airgap: ## Air-gapped mode: start Docker, build local stand-in images, write .airgap.env
+	scripts/airgap.sh
+
+.PHONY: images
+images:
+	@if [ ! -f .airgap.env ] && ! scripts/airgap.sh --check >/dev/null 2>&1; then \
+	  echo "no container registry answers: using air-gapped stand-ins (scripts/airgap.sh)"; \
+	  scripts/airgap.sh; fi
+
+.PHONY: unit_test_docker
+unit_test_docker: images ## Build the image and run the unit tests inside it (stage 2)
+	@$(MAKE) --no-print-directory _unit_test_docker
+
+.PHONY: _unit_test_docker
+_unit_test_docker:
+	docker build --target test --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) -t wallet-stack/wallet-api:test $(SERVICE)
+	docker run --rm wallet-stack/wallet-api:test
+
+.PHONY: secrets
+secrets: ## Generate .env, the htpasswd and the local TLS CA/certificate (kept if present)
+	scripts/init-secrets.sh
+
+.PHONY: up_traefik
+up_traefik: images secrets ## Start Traefik, Prometheus and whoami, wait until healthy (stage 3a)
+	@$(MAKE) --no-print-directory _up_traefik
+
+.PHONY: _up_traefik
+_up_traefik:
+	$(COMPOSE_EDGE) up -d --wait
+	scripts/wait-healthy.sh
+	@echo "https://traefik.localhost/dashboard/  https://prometheus.localhost/  https://whoami.localhost/"
+	@echo "login: user $$(sed -n 's/^BASIC_AUTH_USER=//p' .env), password: grep BASIC_AUTH_PASSWORD .env"
+
+.PHONY: up
+up: images secrets ## Start the whole stack (Traefik stack + wallet-api replicas + Redis) and wait (stage 3b)
+	@$(MAKE) --no-print-directory _up
+
+.PHONY: _up
+_up:
+	$(COMPOSE_ALL) up -d --build --wait
+	scripts/wait-healthy.sh
+	@echo "wallet API: https://wallet.localhost/status (CA: .secrets/certs/ca.crt, API key: grep WALLET_API_KEYS .env)"
+
+.PHONY: down
+down: ## Stop and remove the stack's containers (volumes are kept; `make clean` drops them)
+	$(COMPOSE_ALL) down --remove-orphans
+
+.PHONY: clean
+clean: ## Stop the stack and delete its volumes (Redis data, Prometheus TSDB)
+	$(COMPOSE_ALL) down --remove-orphans --volumes
+
+.PHONY: logs
+logs: ## Follow the stack's logs
+	$(COMPOSE_ALL) logs -f --tail=100
+
+.PHONY: ps
+ps: ## Show the stack's containers and their health
+	$(COMPOSE_ALL) ps
