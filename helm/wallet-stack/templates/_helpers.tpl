@@ -1,0 +1,211 @@
+{{/*
+Naming. fullname = <release>-<chart> unless the release name already contains
+the chart name (release "wallet-stack" -> "wallet-stack"). Component objects
+are "<fullname>-<component>" where the component is the compose service name
+(wallet-api, redis, whoami) so the two stacks are easy to compare.
+*/}}
+{{- define "wallet-stack.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "wallet-stack.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "wallet-stack.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* "<fullname>-<suffix>" truncated to 63 chars. Usage: include "wallet-stack.componentName" (list . "wallet-api") */}}
+{{- define "wallet-stack.componentName" -}}
+{{- $ctx := index . 0 }}
+{{- printf "%s-%s" (include "wallet-stack.fullname" $ctx | trunc (int (sub 62 (len (index . 1))))) (index . 1) | trimSuffix "-" }}
+{{- end }}
+
+{{- define "wallet-stack.apiName" -}}
+{{- include "wallet-stack.componentName" (list . "wallet-api") }}
+{{- end }}
+
+{{- define "wallet-stack.redisName" -}}
+{{- include "wallet-stack.componentName" (list . "redis") }}
+{{- end }}
+
+{{- define "wallet-stack.whoamiName" -}}
+{{- include "wallet-stack.componentName" (list . "whoami") }}
+{{- end }}
+
+{{/* Common labels (no component). */}}
+{{- define "wallet-stack.labels" -}}
+helm.sh/chart: {{ include "wallet-stack.chart" . }}
+app.kubernetes.io/name: {{ include "wallet-stack.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: wallet-stack
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels for a component. Usage: include "wallet-stack.selectorLabels" (list . "wallet-api") */}}
+{{- define "wallet-stack.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "wallet-stack.name" (index . 0) }}
+app.kubernetes.io/instance: {{ (index . 0).Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{/* Full labels for a component. */}}
+{{- define "wallet-stack.componentLabels" -}}
+{{ include "wallet-stack.labels" (index . 0) }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{/* Image reference. Usage: include "wallet-stack.image" (dict "image" .Values.image "default" .Chart.AppVersion) */}}
+{{- define "wallet-stack.image" -}}
+{{- $tag := .image.tag | default .default | toString }}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{- define "wallet-stack.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "wallet-stack.apiName" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------- secrets */}}
+
+{{- define "wallet-stack.apiKeysSecretName" -}}
+{{- .Values.wallet.apiKeys.existingSecret | default (include "wallet-stack.componentName" (list . "api-keys")) }}
+{{- end }}
+
+{{- define "wallet-stack.apiKeysSecretKey" -}}
+{{- if .Values.wallet.apiKeys.existingSecret }}{{ .Values.wallet.apiKeys.existingSecretKey }}{{ else }}api-keys{{ end }}
+{{- end }}
+
+{{- define "wallet-stack.redisSecretName" -}}
+{{- .Values.redis.auth.existingSecret | default (include "wallet-stack.componentName" (list . "redis-auth")) }}
+{{- end }}
+
+{{- define "wallet-stack.redisSecretKey" -}}
+{{- if .Values.redis.auth.existingSecret }}{{ .Values.redis.auth.existingSecretKey }}{{ else }}redis-password{{ end }}
+{{- end }}
+
+{{- define "wallet-stack.externalRedisSecretName" -}}
+{{- .Values.externalRedis.existingSecret | default (include "wallet-stack.componentName" (list . "external-redis")) }}
+{{- end }}
+
+{{- define "wallet-stack.externalRedisSecretKey" -}}
+{{- if .Values.externalRedis.existingSecret }}{{ .Values.externalRedis.existingSecretKey }}{{ else }}redis-url{{ end }}
+{{- end }}
+
+{{- define "wallet-stack.basicAuthSecretName" -}}
+{{- .Values.basicAuth.existingSecret | default (include "wallet-stack.componentName" (list . "basic-auth")) }}
+{{- end }}
+
+{{- define "wallet-stack.basicAuthMiddlewareName" -}}
+{{- include "wallet-stack.componentName" (list . "basic-auth") }}
+{{- end }}
+
+{{- define "wallet-stack.tlsSecretName" -}}
+{{- .Values.ingress.tls.secretName | default (include "wallet-stack.componentName" (list . "tls")) }}
+{{- end }}
+
+{{/*
+Value of one key of a chart-managed Secret, base64-encoded:
+the user-supplied value if any, else the value already stored in the cluster
+(lookup; keeps generated values stable across upgrades), else a random one.
+Usage: include "wallet-stack.secretValue" (dict "ctx" . "secret" NAME "key" KEY "value" USERVALUE "length" N)
+*/}}
+{{- define "wallet-stack.secretValue" -}}
+{{- $existing := (lookup "v1" "Secret" .ctx.Release.Namespace .secret) | default dict }}
+{{- $data := (get $existing "data") | default dict }}
+{{- if .value }}
+{{- .value | toString | b64enc }}
+{{- else if (get $data .key) }}
+{{- get $data .key }}
+{{- else }}
+{{- randAlphaNum (int .length) | b64enc }}
+{{- end }}
+{{- end }}
+
+{{/* ------------------------------------------------------------- routing */}}
+
+{{/* true when some route protected by basic auth is rendered */}}
+{{- define "wallet-stack.basicAuthNeeded" -}}
+{{- if and .Values.ingress.enabled (or .Values.ingress.routes.dashboard.enabled .Values.ingress.routes.prometheus.enabled .Values.whoami.enabled) }}true{{ end }}
+{{- end }}
+
+{{/* true when the chart generates the self-signed TLS Secret */}}
+{{- define "wallet-stack.tlsSelfSigned" -}}
+{{- $t := .Values.ingress.tls }}
+{{- if and .Values.ingress.enabled $t.enabled (not $t.secretName) (not $t.certResolver) $t.selfSigned }}true{{ end }}
+{{- end }}
+
+{{/* Hosts served by this release (used for the self-signed certificate). */}}
+{{- define "wallet-stack.hosts" -}}
+{{- $h := list .Values.ingress.hosts.wallet }}
+{{- if .Values.ingress.routes.dashboard.enabled }}{{ $h = append $h .Values.ingress.hosts.dashboard }}{{ end }}
+{{- if .Values.ingress.routes.prometheus.enabled }}{{ $h = append $h .Values.ingress.hosts.prometheus }}{{ end }}
+{{- if .Values.whoami.enabled }}{{ $h = append $h .Values.ingress.hosts.whoami }}{{ end }}
+{{- toJson $h }}
+{{- end }}
+
+{{/* Middleware reference usable in Ingress annotations: <namespace>-<name>@kubernetescrd */}}
+{{- define "wallet-stack.basicAuthMiddlewareRef" -}}
+{{- printf "%s-%s@kubernetescrd" .Release.Namespace (include "wallet-stack.basicAuthMiddlewareName" .) }}
+{{- end }}
+
+{{/* ------------------------------------------------------------- checks */}}
+{{- define "wallet-stack.validate" -}}
+{{- if and .Values.redis.enabled (or .Values.externalRedis.url .Values.externalRedis.existingSecret) }}
+{{- fail "redis.enabled=true and externalRedis.* are mutually exclusive: set redis.enabled=false to use an external Redis" }}
+{{- end }}
+{{- if and (not .Values.redis.enabled) (not .Values.externalRedis.url) (not .Values.externalRedis.existingSecret) }}
+{{- fail "redis.enabled=false requires externalRedis.url or externalRedis.existingSecret" }}
+{{- end }}
+{{- if and .Values.externalRedis.url .Values.externalRedis.existingSecret }}
+{{- fail "set only one of externalRedis.url and externalRedis.existingSecret" }}
+{{- end }}
+{{- if and .Values.ingress.enabled (eq .Values.ingress.mode "ingress") .Values.ingress.routes.dashboard.enabled }}
+{{- fail "ingress.routes.dashboard needs ingress.mode=ingressroute: a plain Ingress cannot target the api@internal TraefikService" }}
+{{- end }}
+{{- if and .Values.ingress.enabled (eq .Values.ingress.mode "ingress") .Values.ingress.routes.prometheus.enabled .Values.ingress.routes.prometheus.service.namespace }}
+{{- fail "ingress.routes.prometheus.service.namespace needs ingress.mode=ingressroute: an Ingress backend must live in the release namespace" }}
+{{- end }}
+{{- if and .Values.ingress.tls.secretName .Values.ingress.tls.certResolver }}
+{{- fail "set only one of ingress.tls.secretName and ingress.tls.certResolver" }}
+{{- end }}
+{{- if and .Values.basicAuth.existingSecret (or .Values.basicAuth.users .Values.basicAuth.password) }}
+{{- fail "basicAuth.existingSecret excludes basicAuth.users/basicAuth.password" }}
+{{- end }}
+{{- if and .Values.wallet.apiKeys.existingSecret .Values.wallet.apiKeys.keys }}
+{{- fail "wallet.apiKeys.existingSecret excludes wallet.apiKeys.keys" }}
+{{- end }}
+{{- if and .Values.redis.auth.existingSecret .Values.redis.auth.password }}
+{{- fail "redis.auth.existingSecret excludes redis.auth.password" }}
+{{- end }}
+{{- end }}
+
+{{/* One NetworkPolicyPeer from {namespaceSelector, podSelector} (either may be null). */}}
+{{- define "wallet-stack.npPeer" -}}
+{{- $peer := dict }}
+{{- if .namespaceSelector }}{{ $_ := set $peer "namespaceSelector" .namespaceSelector }}{{ end }}
+{{- if .podSelector }}{{ $_ := set $peer "podSelector" .podSelector }}{{ end }}
+{{- if not $peer }}{{ fail "networkPolicy peer needs a namespaceSelector and/or podSelector" }}{{ end }}
+- {{ toYaml $peer | nindent 2 | trim }}
+{{- end }}

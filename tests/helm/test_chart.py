@@ -1,0 +1,570 @@
+"""Render-level tests of helm/wallet-stack (helm template, no cluster)."""
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "wallet-stack"
+EXAMPLES = ROOT / "helm" / "examples"
+API = "wallet-stack-wallet-api"
+REDIS = "wallet-stack-redis"
+API_SELECTOR = {
+    "app.kubernetes.io/name": "wallet-stack",
+    "app.kubernetes.io/instance": "wallet-stack",
+    "app.kubernetes.io/component": "wallet-api",
+}
+
+
+def _load_crd_check():
+    spec = importlib.util.spec_from_file_location("wallet_stack_crd_check", Path(__file__).with_name("crd_check.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def b64(secret: dict, key: str) -> str:
+    return base64.b64decode(secret["data"][key]).decode()
+
+
+def container(doc: dict, name: str | None = None) -> dict:
+    cs = doc["spec"]["template"]["spec"]["containers"] if "template" in doc["spec"] else doc["spec"]["containers"]
+    return cs[0] if name is None else next(c for c in cs if c["name"] == name)
+
+
+def env_of(c: dict) -> dict:
+    return {e["name"]: e for e in c.get("env", [])}
+
+
+# ---------------------------------------------------------------- schema
+
+@pytest.mark.parametrize("bad", [
+    "replicaCount=abc",
+    "image.pullPolicy=Sometimes",
+    "redis.port=notaport",
+    "ingress.mode=nginx",
+    "probes.readiness.path=readyz",
+    "replicaCont=2",                       # typo: additionalProperties false
+    "wallet.env.REDIS_URL=redis://x",      # chart-managed env var
+    "autoscaling.targetCPUUtilizationPercentage=150",
+    "redis.appendfsync=sometimes",
+    "wallet.apiKeys.keys={tooshort}",      # the app requires >= 16 characters
+])
+def test_schema_rejects_wrong_values(helm, bad):
+    proc = helm.template_raw(sets=(bad,), check=False)
+    assert proc.returncode != 0, f"--set {bad} was accepted"
+    assert "schema" in proc.stderr, proc.stderr
+
+
+def test_schema_rejects_string_for_boolean(helm):
+    proc = helm.template_raw(set_strings=("redis.persistence.enabled=yes",), check=False)
+    assert proc.returncode != 0 and "schema" in proc.stderr
+
+
+def test_lint_strict_default(helm):
+    helm.run("lint", "--strict", str(CHART))
+
+
+# ---------------------------------------------------------------- wallet-api
+
+def test_deployment_shape(default):
+    dep = default.get("Deployment", API)
+    spec = dep["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    assert spec["selector"]["matchLabels"] == API_SELECTOR
+    pod = spec["template"]["spec"]
+    tsc = pod["topologySpreadConstraints"][0]
+    assert tsc["topologyKey"] == "kubernetes.io/hostname"
+    assert tsc["labelSelector"]["matchLabels"] == API_SELECTOR
+    c = container(dep)
+    assert c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert c["resources"]["requests"] and c["resources"]["limits"]
+    ann = spec["template"]["metadata"]["annotations"]
+    assert {"checksum/config", "checksum/secret"} <= set(ann)
+    assert ann["prometheus.io/scrape"] == "true"
+    assert ann["prometheus.io/port"] == "8000"
+    assert ann["prometheus.io/path"] == "/metrics"
+
+
+def test_probes(default):
+    c = container(default.get("Deployment", API))
+    assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+
+
+def test_probe_paths_follow_values(helm):
+    c = container(helm.render(sets=("probes.readiness.path=/ready",)).get("Deployment", API))
+    assert c["readinessProbe"]["httpGet"]["path"] == "/ready"
+
+
+def test_security_context(default):
+    dep = default.get("Deployment", API)
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["automountServiceAccountToken"] is False
+    sc = container(dep)["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 10001
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert sc["seccompProfile"]["type"] == "RuntimeDefault"
+    # writable /tmp for PROMETHEUS_MULTIPROC_DIR and gunicorn
+    mounts = {m["mountPath"]: m["name"] for m in container(dep)["volumeMounts"]}
+    assert mounts["/tmp"] == "tmp"
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
+
+    sa = default.get("ServiceAccount", API)
+    assert sa["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] == API
+
+
+def test_env_and_redis_url(default):
+    env_list = container(default.get("Deployment", API))["env"]
+    env = env_of(container(default.get("Deployment", API)))
+    names = [e["name"] for e in env_list]
+    assert names.index("REDIS_PASSWORD") < names.index("REDIS_URL"), "dependent var must come after"
+    assert env["REDIS_URL"]["value"] == f"redis://:$(REDIS_PASSWORD)@{REDIS}:6379/0"
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "wallet-stack-redis-auth", "key": "redis-password"}
+    assert env["WALLET_API_KEYS"]["valueFrom"]["secretKeyRef"] == {"name": "wallet-stack-api-keys", "key": "api-keys"}
+    assert env["PORT"]["value"] == "8000"
+    assert env["REPLICA_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    # like compose: the tuning keys are passed only when set (empty = app default)
+    for key in ("LOG_LEVEL", "IDEMPOTENCY_TTL_SECONDS", "MAX_AMOUNT", "WEB_CONCURRENCY", "GUNICORN_THREADS"):
+        assert key not in env
+
+
+def test_wallet_env_passthrough(helm):
+    m = helm.render(sets=("wallet.env.LOG_LEVEL=DEBUG", "wallet.env.GUNICORN_THREADS=8",
+                          "wallet.env.WATCH_MAX_ATTEMPTS=20"))
+    env = env_of(container(m.get("Deployment", API)))
+    assert env["LOG_LEVEL"]["value"] == "DEBUG"
+    assert env["GUNICORN_THREADS"]["value"] == "8"
+    assert env["WATCH_MAX_ATTEMPTS"]["value"] == "20"
+    assert "MAX_AMOUNT" not in env
+
+
+def test_service_and_pdb(default):
+    svc = default.get("Service", API)
+    assert svc["spec"]["type"] == "ClusterIP"
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}]
+    assert svc["spec"]["selector"] == API_SELECTOR
+    pdb = default.get("PodDisruptionBudget", API)
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == API_SELECTOR
+
+
+def test_hpa(helm):
+    m = helm.render(EXAMPLES / "hpa-networkpolicy.yaml")
+    hpa = m.get("HorizontalPodAutoscaler", API)
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": API}
+    assert "replicas" not in m.get("Deployment", API)["spec"], "HPA owns the replica count"
+    assert not helm.render().of_kind("HorizontalPodAutoscaler")
+
+
+def test_checksums_are_deterministic(helm, default):
+    again = helm.render()
+    a = default.get("Deployment", API)["spec"]["template"]["metadata"]["annotations"]
+    b = again.get("Deployment", API)["spec"]["template"]["metadata"]["annotations"]
+    assert a == b
+    changed = helm.render(sets=("wallet.env.LOG_LEVEL=DEBUG",))
+    c = changed.get("Deployment", API)["spec"]["template"]["metadata"]["annotations"]
+    assert c["checksum/config"] != a["checksum/config"]
+
+
+# ---------------------------------------------------------------- secrets
+
+SECRETISH = re.compile(r"(password|passwd|secret|token|apikey|api_key|keys|users|url|htpasswd)$", re.I)
+
+
+def _walk(node, path=()):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _walk(v, path + (str(k),))
+    else:
+        yield path, node
+
+
+def test_no_secret_values_in_default_values():
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for path, value in _walk(values):
+        leaf = path[-1]
+        if leaf.lower().endswith(("existingsecretkey", "secretname", "existingsecret")):
+            assert value in ("", "api-keys", "redis-password", "redis-url"), (path, value)
+            continue
+        if SECRETISH.search(leaf) and not isinstance(value, bool):
+            assert value in ("", [], None), f"{'.'.join(path)} has a default: {value!r}"
+    text = (CHART / "values.yaml").read_text()
+    assert "$2y$" not in text and "$apr1$" not in text and "$2a$" not in text
+
+
+def test_generated_secrets_present_when_not_supplied(helm):
+    m = helm.render(sets=("whoami.enabled=true",))
+    keys = b64(m.get("Secret", "wallet-stack-api-keys"), "api-keys")
+    assert re.fullmatch(r"[A-Za-z0-9]{40}", keys)
+    pw = b64(m.get("Secret", "wallet-stack-redis-auth"), "redis-password")
+    assert re.fullmatch(r"[A-Za-z0-9]{32}", pw)
+    ba = m.get("Secret", "wallet-stack-basic-auth")
+    assert b64(ba, "username") == "admin"
+    password = b64(ba, "password")
+    assert re.fullmatch(r"[A-Za-z0-9]{24}", password)
+    users = b64(ba, "users")
+    assert re.fullmatch(r"admin:\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}\n", users), users
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt  # noqa: PLC0415  (deprecated, absent in 3.13+)
+    except ImportError:
+        crypt = None
+    if crypt is not None:
+        hashed = users.strip().split(":", 1)[1]
+        check = crypt.crypt(password, hashed)
+        if check:  # libxcrypt with bcrypt support
+            assert check == hashed, "generated htpasswd line does not match the generated password"
+    # the Middleware points at that Secret
+    mw = m.get("Middleware", "wallet-stack-basic-auth")
+    assert mw["spec"]["basicAuth"]["secret"] == "wallet-stack-basic-auth"
+    # self-signed TLS for every routed host
+    tls = m.get("Secret", "wallet-stack-tls")
+    assert tls["type"] == "kubernetes.io/tls"
+    assert b64(tls, "tls.crt").startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_supplied_secrets_are_used(helm):
+    m = helm.render(sets=("redis.auth.password=s3cr3t", "wallet.apiKeys.keys={key-one-0123456789,key-two-0123456789}", "whoami.enabled=true",
+                          "basicAuth.users={ops:$apr1$abc$def}"))
+    assert b64(m.get("Secret", "wallet-stack-redis-auth"), "redis-password") == "s3cr3t"
+    assert b64(m.get("Secret", "wallet-stack-api-keys"), "api-keys") == "key-one-0123456789,key-two-0123456789"
+    ba = m.get("Secret", "wallet-stack-basic-auth")
+    assert b64(ba, "users") == "ops:$apr1$abc$def\n"
+    assert "password" not in ba["data"]
+
+
+def test_existing_secrets_render_no_secret(helm):
+    m = helm.render(sets=("redis.auth.existingSecret=my-redis", "wallet.apiKeys.existingSecret=my-keys",
+                          "wallet.apiKeys.existingSecretKey=tokens", "basicAuth.existingSecret=my-htpasswd",
+                          "whoami.enabled=true", "ingress.tls.secretName=my-tls"))
+    assert not m.of_kind("Secret")
+    env = env_of(container(m.get("Deployment", API)))
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "my-redis", "key": "redis-password"}
+    assert env["WALLET_API_KEYS"]["valueFrom"]["secretKeyRef"] == {"name": "my-keys", "key": "tokens"}
+    assert m.get("Middleware", "wallet-stack-basic-auth")["spec"]["basicAuth"]["secret"] == "my-htpasswd"
+    assert m.get("IngressRoute", API)["spec"]["tls"] == {"secretName": "my-tls"}
+
+
+def test_notes_print_password_retrieval(helm):
+    out = helm.run("install", "wallet-stack", str(CHART), "--dry-run=client", "-n", "wallet",
+                   "--set", "whoami.enabled=true").stdout
+    assert "get secret wallet-stack-basic-auth -o jsonpath='{.data.password}'" in out
+    assert "get secret wallet-stack-api-keys" in out
+
+
+# ---------------------------------------------------------------- redis
+
+def test_builtin_redis(default):
+    sts = default.get("StatefulSet", REDIS)
+    c = container(sts)
+    args = c["args"]
+    assert c["command"] == ["redis-server"]
+    assert args[args.index("--appendonly") + 1] == "yes"
+    assert args[args.index("--appendfsync") + 1] == "always"
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    env = env_of(c)
+    assert env["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"]["name"] == "wallet-stack-redis-auth"
+    for probe in ("livenessProbe", "readinessProbe"):
+        cmd = " ".join(c[probe]["exec"]["command"])
+        assert "redis-cli" in cmd and "ping" in cmd and "-a " not in cmd
+    pod = sts["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == 999 and pod["securityContext"]["runAsNonRoot"] is True
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    vct = sts["spec"]["volumeClaimTemplates"][0]
+    assert vct["metadata"]["name"] == "data"
+    assert vct["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    svc = default.get("Service", REDIS)
+    assert svc["spec"]["clusterIP"] == "None"
+    assert sts["spec"]["serviceName"] == REDIS
+
+
+def test_external_redis(helm):
+    m = helm.render(EXAMPLES / "external-redis.yaml")
+    assert not m.of_kind("StatefulSet")
+    env = env_of(container(m.get("Deployment", API)))
+    assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "wallet-redis", "key": "redis-url"}
+    assert "REDIS_PASSWORD" not in env
+    m2 = helm.render(sets=("redis.enabled=false", "externalRedis.url=rediss://:pw@redis.example:6380/0"))
+    s = m2.get("Secret", "wallet-stack-external-redis")
+    assert b64(s, "redis-url") == "rediss://:pw@redis.example:6380/0"
+    env2 = env_of(container(m2.get("Deployment", API)))
+    assert env2["REDIS_URL"]["valueFrom"]["secretKeyRef"]["name"] == "wallet-stack-external-redis"
+
+
+@pytest.mark.parametrize("sets, message", [
+    (("redis.enabled=false",), "requires externalRedis"),
+    (("externalRedis.url=redis://x:6379/0",), "mutually exclusive"),
+    (("ingress.mode=ingress", "ingress.routes.dashboard.enabled=true"), "api@internal"),
+])
+def test_invalid_combinations_fail(helm, sets, message):
+    proc = helm.template_raw(sets=sets, check=False)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+
+
+# ---------------------------------------------------------------- routing
+
+def test_ingressroute_wallet(default):
+    ir = default.get("IngressRoute", API)
+    assert ir["apiVersion"] == "traefik.io/v1alpha1"
+    assert ir["spec"]["entryPoints"] == ["websecure"]
+    route = ir["spec"]["routes"][0]
+    assert route["match"] == "Host(`wallet.localhost`) && !PathPrefix(`/metrics`)"
+    assert route["services"] == [{"kind": "Service", "name": API, "port": 8000}]
+    assert "middlewares" not in route, "the API uses its own Bearer auth"
+    assert ir["spec"]["tls"] == {"secretName": "wallet-stack-tls"}
+    assert not default.of_kind("Ingress") and not default.of_kind("Middleware")
+
+
+def test_all_routes(helm):
+    m = helm.render(EXAMPLES / "all-routes-monitoring.yaml")
+    dash = m.get("IngressRoute", "wallet-stack-dashboard")["spec"]["routes"][0]
+    assert dash["match"] == "Host(`traefik.localhost`) && (PathPrefix(`/api`) || PathPrefix(`/dashboard`))"
+    assert dash["services"] == [{"kind": "TraefikService", "name": "api@internal"}]
+    assert dash["middlewares"] == [{"name": "wallet-stack-basic-auth"}]
+    prom = m.get("IngressRoute", "wallet-stack-prometheus")["spec"]["routes"][0]
+    assert prom["match"] == "Host(`prometheus.localhost`)"
+    assert prom["services"][0]["name"] == "prometheus-operated"
+    who = m.get("IngressRoute", "wallet-stack-whoami")["spec"]["routes"][0]
+    assert who["services"] == [{"kind": "Service", "name": "wallet-stack-whoami", "port": 80}]
+    assert container(m.get("Deployment", "wallet-stack-whoami"))["image"] == "traefik/whoami:v1.11.0"
+    for ir in m.of_kind("IngressRoute"):
+        assert ir["spec"]["tls"] == {"certResolver": "letsencrypt"}
+    assert not m.has("Secret", "wallet-stack-tls"), "no self-signed cert with a certResolver"
+    root = m.get("IngressRoute", "wallet-stack-dashboard")["spec"]["routes"][1]
+    assert root["match"] == "Host(`traefik.localhost`) && Path(`/`)"
+    assert root["services"] == [{"kind": "TraefikService", "name": "noop@internal"}]
+    redirect = m.get("Middleware", "wallet-stack-dashboard-redirect")["spec"]["redirectRegex"]
+    assert redirect["replacement"] == "${1}/dashboard/"
+    n, errors = _load_crd_check().check_documents(list(m))
+    assert n == 8 and not errors, errors
+
+
+def test_plain_ingress_mode(helm):
+    m = helm.render(EXAMPLES / "ingress.yaml", sets=("whoami.enabled=true",))
+    assert not m.of_kind("IngressRoute")
+    ing = m.get("Ingress", API)
+    assert ing["spec"]["ingressClassName"] == "traefik"
+    ann = ing["metadata"]["annotations"]
+    assert ann["traefik.ingress.kubernetes.io/router.entrypoints"] == "websecure"
+    assert ann["traefik.ingress.kubernetes.io/router.tls"] == "true"
+    assert "traefik.ingress.kubernetes.io/router.middlewares" not in ann
+    paths = [p["path"] for p in ing["spec"]["rules"][0]["http"]["paths"]]
+    assert "/wallets" in paths and "/status" in paths
+    assert not any(p == "/" or p.startswith("/metrics") for p in paths), "/metrics must not be routed"
+    prot = m.get("Ingress", "wallet-stack-protected")
+    assert (prot["metadata"]["annotations"]["traefik.ingress.kubernetes.io/router.middlewares"]
+            == "wallet-wallet-stack-basic-auth@kubernetescrd")
+
+
+# ---------------------------------------------------------------- network policy
+
+def test_no_networkpolicy_by_default(default):
+    assert not default.of_kind("NetworkPolicy")
+
+
+def test_networkpolicy_shape(helm):
+    m = helm.render(sets=("networkPolicy.enabled=true",))
+    api = m.get("NetworkPolicy", API)["spec"]
+    assert api["podSelector"]["matchLabels"] == API_SELECTOR
+    assert set(api["policyTypes"]) == {"Ingress", "Egress"}
+    first = api["ingress"][0]
+    assert first["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert first["from"][0] == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik"}},
+    }
+    for rule in api["ingress"]:
+        assert rule["ports"] == [{"port": "http", "protocol": "TCP"}], "only the API port is reachable"
+    dns = api["egress"][0]
+    assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
+    redis_egress = api["egress"][1]
+    assert redis_egress["ports"] == [{"port": 6379, "protocol": "TCP"}]
+    assert redis_egress["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "redis"
+    assert len(api["egress"]) == 2
+
+    redis = m.get("NetworkPolicy", REDIS)["spec"]
+    assert redis["ingress"] == [{
+        "from": [{"podSelector": {"matchLabels": API_SELECTOR}}],
+        "ports": [{"port": 6379, "protocol": "TCP"}],
+    }]
+    assert redis["egress"] == []
+
+
+def test_networkpolicy_selectors_configurable(helm):
+    m = helm.render(EXAMPLES / "hpa-networkpolicy.yaml")
+    api = m.get("NetworkPolicy", API)["spec"]
+    assert api["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "kube-system"}
+    metrics_from = api["ingress"][1]["from"][0]
+    assert "podSelector" not in metrics_from, "null podSelector drops the key"
+    ext = helm.render(EXAMPLES / "external-redis.yaml").get("NetworkPolicy", API)["spec"]
+    assert ext["egress"][1] == {"ports": [{"port": 6380, "protocol": "TCP"}], "to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}]}
+
+
+# ---------------------------------------------------------------- monitoring
+
+def test_servicemonitor(helm, default):
+    assert not default.of_kind("ServiceMonitor") and not default.of_kind("PrometheusRule")
+    m = helm.render(EXAMPLES / "all-routes-monitoring.yaml")
+    sm = m.get("ServiceMonitor", API)
+    assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert sm["spec"]["selector"]["matchLabels"] == API_SELECTOR
+    svc_labels = m.get("Service", API)["metadata"]["labels"]
+    assert API_SELECTOR.items() <= svc_labels.items()
+    ep = sm["spec"]["endpoints"][0]
+    assert ep["port"] == "http" and ep["path"] == "/metrics"
+    assert {"action": "replace", "sourceLabels": ["__meta_kubernetes_pod_name"], "targetLabel": "replica"} in ep["relabelings"]
+
+
+def test_prometheus_configmap(default):
+    cm = default.get("ConfigMap", "wallet-stack-prometheus")
+    cfg = yaml.safe_load(cm["data"]["prometheus.yml"])
+    jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
+    api = jobs["wallet-api"]
+    sd = api["kubernetes_sd_configs"][0]
+    assert sd["role"] == "pod" and sd["namespaces"]["names"] == ["wallet"]
+    assert "app.kubernetes.io/component=wallet-api" in sd["selectors"][0]["label"]
+    relabel = {(tuple(r.get("source_labels", [])), r.get("target_label"), r.get("action")) for r in api["relabel_configs"]}
+    assert (("__meta_kubernetes_pod_name",), "replica", None) in relabel
+    assert (("__meta_kubernetes_pod_container_port_name",), None, "keep") in relabel
+    assert set(jobs) == {"prometheus", "traefik", "wallet-api"}, "same jobs as infra/prometheus/prometheus.yml"
+    assert cfg["rule_files"] == ["/etc/prometheus/rules/*.yml"]
+    assert cfg["global"]["external_labels"] == {"stack": "wallet-stack"}
+    # Traefik's Kubernetes service names are renamed to compose's wallet@<provider>
+    mr = jobs["traefik"]["metric_relabel_configs"][0]
+    assert mr["source_labels"] == ["service"] and mr["target_label"] == "service"
+    regex = re.compile(mr["regex"])  # Prometheus anchors the regex: fullmatch
+    for name, provider in (("wallet-wallet-stack-wallet-api-8000@kubernetescrd", "kubernetescrd"),
+                           ("wallet-wallet-stack-wallet-api-http@kubernetes", "kubernetes"),
+                           ("wallet-wallet-stack-wallet-api-0123456789abcdef0123@kubernetescrd", "kubernetescrd")):
+        match = regex.fullmatch(name)
+        assert match, name
+        assert mr["replacement"].replace("${1}", match.group(1)) == f"wallet@{provider}"
+        assert re.fullmatch("wallet@.*", f"wallet@{provider}")
+    for other in ("wallet-wallet-stack-whoami-80@kubernetescrd", "other-wallet-stack-wallet-api-8000@kubernetescrd"):
+        assert not regex.fullmatch(other)
+
+
+def test_rules_files_shared_with_compose(helm, default):
+    chart_rules = {p.name: p.read_bytes() for p in sorted((CHART / "files" / "rules").glob("*.yml"))}
+    assert chart_rules, "files/rules/*.yml is empty"
+    rules_cm = default.get("ConfigMap", "wallet-stack-prometheus-rules")
+    assert {k: v.encode() for k, v in rules_cm["data"].items()} == chart_rules
+    pr = helm.render(sets=("metrics.prometheusRule.enabled=true",)).get("PrometheusRule", API)
+    expected = [g for body in chart_rules.values() for g in yaml.safe_load(body)["groups"]]
+    assert pr["spec"]["groups"] == expected
+    compose_dir = ROOT / "infra" / "prometheus" / "rules"
+    if not compose_dir.is_dir():
+        pytest.skip("infra/prometheus/rules/ not present")
+    compose_rules = {p.name: p.read_bytes() for p in sorted(compose_dir.glob("*.yml"))}
+    assert compose_rules == chart_rules, (
+        "helm/wallet-stack/files/rules/ must hold byte-identical copies of infra/prometheus/rules/*.yml "
+        "(rm helm/wallet-stack/files/rules/*.yml && cp infra/prometheus/rules/*.yml helm/wallet-stack/files/rules/)")
+
+
+# ---------------------------------------------------------------- helm test / images
+
+def test_helm_test_pod(default):
+    pod = default.get("Pod", "wallet-stack-test")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    c = container(pod)
+    assert c["image"] == container(default.get("Deployment", API))["image"]
+    script = " ".join(c["args"])
+    assert "/status" in script and "/readyz" in script and f"http://{API}:8000" in script
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_every_image_is_a_value(helm):
+    m = helm.render(EXAMPLES / "airgap.yaml")
+    images = {}
+    for d in m:
+        spec = d["spec"].get("template", {}).get("spec") if "template" in d.get("spec", {}) else d.get("spec")
+        for c in (spec or {}).get("containers", []) if isinstance(spec, dict) else []:
+            images[f"{d['kind']}/{d['metadata']['name']}"] = c["image"]
+    assert images, "no containers rendered"
+    for where, image in images.items():
+        assert image.startswith(("wallet-stack-local/", "wallet-stack/")), (where, image)
+        assert ":" in image
+
+
+def test_image_tag_defaults_to_app_version(default):
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["apiVersion"] == "v2"
+    assert chart["appVersion"] and chart["appVersion"] != "latest"
+    assert container(default.get("Deployment", API))["image"] == f"wallet-stack/wallet-api:{chart['appVersion']}"
+
+
+def test_values_schema_is_valid_json():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["replicaCount"]["type"] == "integer"
+
+
+def _readme_value_keys(readme: str) -> set:
+    """Keys of the README values table; `a.b.c` / `d` in one cell means a.b.c and a.b.d."""
+    keys = set()
+    section = readme.split("## Values", 1)[1]
+    for line in section.splitlines():
+        if not line.startswith("| `"):
+            continue
+        tokens = re.findall(r"`([^`]+)`", line.split("|")[1])
+        first = tokens[0].rstrip(".*")
+        keys.add(first)
+        parent = first.rsplit(".", 1)[0] + "." if "." in first else ""
+        keys.update(parent + t.rstrip(".*") for t in tokens[1:])
+    return keys
+
+
+def test_readme_documents_every_value():
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    keys = _readme_value_keys((CHART / "README.md").read_text())
+    missing = []
+    for top, sub in values.items():
+        if not any(k == top or k.startswith(top + ".") for k in keys):
+            missing.append(top)
+        if isinstance(sub, dict):
+            for key in sub:
+                path = f"{top}.{key}"
+                if not any(k == path or k.startswith(path + ".") for k in keys):
+                    missing.append(path)
+    assert not missing, f"README values table lacks {missing}"
+
+
+def test_crd_check_catches_broken_objects(default):
+    check = _load_crd_check().check_documents
+    ir = json.loads(json.dumps(default.get("IngressRoute", API)))
+    ir["spec"]["routes"][0].pop("match")
+    ir["spec"]["routes"][0]["middlewares"] = [{"name": "missing-mw"}]
+    ir["spec"]["tlss"] = {}
+    mw = {"apiVersion": "traefik.io/v1alpha1", "kind": "Middleware", "metadata": {"name": "x"},
+          "spec": {"basicAuth": {"users": ["a:b"]}}}
+    sm = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": {"name": "s"},
+          "spec": {"endpoints": [{"path": "/metrics", "relabelings": [{"action": "rename"}]}]}}
+    pr = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule", "metadata": {"name": "r"},
+          "spec": {"groups": [{"name": "g", "rules": [{"alert": "A", "record": "b", "expr": "up"}]}]}}
+    odd = {"apiVersion": "traefik.io/v1alpha1", "kind": "IngressRouteTCP", "metadata": {"name": "t"}, "spec": {}}
+    n, errors = check([ir, mw, sm, pr, odd])
+    text = "\n".join(errors)
+    assert n == 5
+    for needle in (".match: must be a non-empty string", "unknown field(s) ['tlss']", "Middleware/missing-mw",
+                   "basicAuth: unknown field(s) ['users']", "selector: required", "port or targetPort required",
+                   "action: invalid 'rename'", "exactly one of alert/record", "has no checker"):
+        assert needle in text, (needle, text)
