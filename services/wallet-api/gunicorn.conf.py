@@ -42,7 +42,9 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # Heartbeat files on tmpfs: a slow or read-only disk must not look like a hung worker.
 _SHM = "/dev/shm"  # noqa: S108
-worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or (_SHM if os.path.isdir(_SHM) else None)
+worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or (
+    _SHM if os.path.isdir(_SHM) else None
+)
 
 
 def on_starting(server: Any) -> None:

@@ -46,7 +46,12 @@ class Result:
 def _wrk(url: str, env: dict[str, str], duration: int, connections: int) -> dict[str, int]:
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(LUA), url]
     out = subprocess.run(  # noqa: S603
-        cmd, env={**os.environ, **env}, capture_output=True, text=True, timeout=duration + 60, check=True
+        cmd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=True,
     ).stdout
     match = re.search(r"BENCH_RESULT (.*)", out)
     if match is None:
@@ -68,8 +73,14 @@ def _run(name: str, base: str, env: dict[str, str], duration: int, connections: 
     raw = _wrk(base, {"BENCH_KEY": KEY, **env}, duration, connections)
     seconds = raw["duration_us"] / 1e6
     result = Result(
-        name, raw["requests"] / seconds, raw["p50_us"] / 1000, raw["p99_us"] / 1000,
-        raw["ok"], raw["refused"], raw["failed"], raw["socket_errors"],
+        name,
+        raw["requests"] / seconds,
+        raw["p50_us"] / 1000,
+        raw["p99_us"] / 1000,
+        raw["ok"],
+        raw["refused"],
+        raw["failed"],
+        raw["socket_errors"],
     )
     if env.get("BENCH_MODE") == "deposit":
         result.retries_per_op = (_retries(base) - before) / max(raw["ok"], 1)
@@ -99,19 +110,32 @@ def bench(args: argparse.Namespace) -> int:
     lost = False
     fsync_modes = ["always"] + (["everysec"] if args.compare_fsync else [])
     for fsync in fsync_modes:
-        with redis_server(appendfsync=fsync) as rs, api_server(
-            rs.url, KEY, workers=args.workers, threads=args.threads, worker_class=args.worker_class
-        ) as api:
+        with (
+            redis_server(appendfsync=fsync) as rs,
+            api_server(
+                rs.url,
+                KEY,
+                workers=args.workers,
+                threads=args.threads,
+                worker_class=args.worker_class,
+            ) as api,
+        ):
             _seed(rs.url, "bench", SPREAD)
             _seed(rs.url, "hot", 1)
             suffix = "" if fsync == "always" else f" (appendfsync {fsync})"
-            run = lambda name, env: results.append(  # noqa: E731
-                _run(name + suffix, api.url, env, args.duration, args.connections)
-            )
+
+            def run(
+                name: str, env: dict[str, str], suffix: str = suffix, url: str = api.url
+            ) -> None:
+                results.append(_run(name + suffix, url, env, args.duration, args.connections))
+
             if fsync == "always":
                 run("GET /healthz (baseline)", {"BENCH_MODE": "healthz"})
                 run("GET /wallets/{id}", {"BENCH_MODE": "get", "BENCH_WALLETS": str(SPREAD)})
-            run(f"deposit, {SPREAD:,} spread wallets", {"BENCH_MODE": "deposit", "BENCH_WALLETS": str(SPREAD)})
+            run(
+                f"deposit, {SPREAD:,} spread wallets",
+                {"BENCH_MODE": "deposit", "BENCH_WALLETS": str(SPREAD)},
+            )
             if fsync == "always":
                 run(
                     f"deposit, 1 hot wallet, {args.connections} conns",
@@ -142,14 +166,25 @@ def bench(args: argparse.Namespace) -> int:
 def _print(results: list[Result], args: argparse.Namespace) -> None:
     base = results[0].rps
     print(
-        f"\nwallet-api bench: gunicorn {args.worker_class} workers={args.workers} threads={args.threads}, "
+        f"\nwallet-api bench: gunicorn {args.worker_class} "
+        f"workers={args.workers} threads={args.threads}, "
         f"wrk -t2 -c{args.connections} -d{args.duration}s, redis appendfsync always unless noted\n"
     )
-    print(f"{'scenario':48} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x base':>7} {'retries/op':>10}")
+    print(
+        f"{'scenario':48} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x base':>7} {'retries/op':>10}"
+    )
     for r in results:
         retries = f"{r.retries_per_op:.3f}" if r.retries_per_op is not None else "-"
-        print(f"{r.name:48} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.rps / base:7.2f} {retries:>10}")
-    by = {r.name.split(",")[0] + ("|hot" if "hot" in r.name else "") + ("|everysec" if "everysec" in r.name else ""): r for r in results}
+        print(
+            f"{r.name:48} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} "
+            f"{r.rps / base:7.2f} {retries:>10}"
+        )
+    by = {
+        r.name.split(",")[0]
+        + ("|hot" if "hot" in r.name else "")
+        + ("|everysec" if "everysec" in r.name else ""): r
+        for r in results
+    }
     spread, hot = by.get("deposit"), by.get("deposit|hot")
     if spread and hot:
         print(f"\nhot / spread deposit ratio: {hot.rps / spread.rps:.2f}")
@@ -159,7 +194,9 @@ def _print(results: list[Result], args: argparse.Namespace) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=int, default=5, help="seconds per scenario (default 5)")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)

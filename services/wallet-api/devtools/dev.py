@@ -12,6 +12,7 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 
 from devtools.local_servers import SERVICE_DIR, redis_server
@@ -36,10 +37,17 @@ def main() -> int:
     if "WALLET_API_KEYS" not in os.environ:
         print(f"dev: API key for this run: {key}")
     with _redis() as redis_url:
-        env = {**os.environ, "REDIS_URL": redis_url, "WALLET_API_KEYS": key,
-               "HOST": "127.0.0.1", "PORT": port,
-               "PROMETHEUS_MULTIPROC_DIR": os.environ.get(
-                   "PROMETHEUS_MULTIPROC_DIR", f"/tmp/wallet-api-dev-{os.getuid()}")}  # noqa: S108
+        env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "WALLET_API_KEYS": key,
+            "HOST": "127.0.0.1",
+            "PORT": port,
+            "PROMETHEUS_MULTIPROC_DIR": os.environ.get(
+                "PROMETHEUS_MULTIPROC_DIR",
+                os.path.join(tempfile.gettempdir(), f"wallet-api-dev-{os.getuid()}"),
+            ),
+        }
         print(f"dev: http://127.0.0.1:{port}/status  docs: http://127.0.0.1:{port}/docs")
         cmd = [sys.executable, "-m", "gunicorn", "-c", str(SERVICE_DIR / "gunicorn.conf.py")]
         with subprocess.Popen(cmd, env=env) as proc:  # noqa: S603

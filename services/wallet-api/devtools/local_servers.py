@@ -13,8 +13,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,19 +66,36 @@ class RedisServer:
 def redis_server(appendfsync: str = "always") -> Iterator[RedisServer]:
     binary = shutil.which("redis-server")
     if binary is None:
-        raise RuntimeError("redis-server not found: install it (Debian: apt-get install redis-server)")
+        raise RuntimeError(
+            "redis-server not found: install it (Debian: apt-get install redis-server)"
+        )
     data_dir = tempfile.mkdtemp(prefix="wallet-redis-")
     port = free_port()
     proc = subprocess.Popen(  # noqa: S603
         [
-            binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", data_dir,
-            "--appendonly", "yes", "--appendfsync", appendfsync, "--save", "",
-            "--daemonize", "no", "--loglevel", "warning",
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            data_dir,
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            appendfsync,
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
         ],
         stdout=subprocess.DEVNULL,
     )
     server = RedisServer(port, proc, data_dir)
     try:
+
         def ping() -> bool:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
                 s.sendall(b"PING\r\n")
@@ -138,6 +155,7 @@ def api_server(
     )
     server = ApiServer(port, proc)
     try:
+
         def ready() -> bool:
             with urllib.request.urlopen(f"{server.url}/readyz", timeout=1) as r:  # noqa: S310
                 return bool(r.status == 200)

@@ -1,6 +1,5 @@
-from flask.testing import FlaskClient
-
 from conftest import OTHER_KEY, Api, auth
+from flask.testing import FlaskClient
 
 
 def test_open_endpoints_need_no_key(client: FlaskClient) -> None:
@@ -31,7 +30,9 @@ def test_wallet_lifecycle(api: Api) -> None:
     assert api.balance(wid) == 1000
 
 
-def test_withdraw_more_than_balance_is_409_and_changes_nothing(api: Api, client: FlaskClient) -> None:
+def test_withdraw_more_than_balance_is_409_and_changes_nothing(
+    api: Api, client: FlaskClient
+) -> None:
     wid = api.create()["id"]
     api.move("deposit", wid, 100)
     r = api.move("withdraw", wid, 101)
@@ -102,7 +103,11 @@ def test_history_is_newest_first_with_cursor_pagination(api: Api, client: FlaskC
 
 def test_wallet_endpoints_require_a_valid_key(api: Api, client: FlaskClient) -> None:
     wid = api.create()["id"]
-    for headers in ({}, {"Authorization": "Bearer wrong-key-0123456789"}, {"Authorization": "Basic x"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong-key-0123456789"},
+        {"Authorization": "Basic x"},
+    ):
         for method, url, body in [
             ("get", f"/wallets/{wid}", None),
             ("post", f"/wallets/{wid}/deposit", {"amount": 1}),
@@ -121,8 +126,13 @@ def test_wallet_endpoints_require_a_valid_key(api: Api, client: FlaskClient) -> 
 
 
 def test_request_id_is_honoured_or_generated(client: FlaskClient) -> None:
-    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
-    generated = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"}).headers["X-Request-ID"]
+    assert (
+        client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"]
+        == "abc-123"
+    )
+    generated = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"}).headers[
+        "X-Request-ID"
+    ]
     assert generated != "bad id with spaces" and len(generated) == 32
 
 

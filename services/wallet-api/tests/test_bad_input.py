@@ -5,9 +5,8 @@ from typing import Any
 
 import fakeredis
 import pytest
-from flask.testing import FlaskClient
-
 from conftest import Api, auth
+from flask.testing import FlaskClient
 
 JSON = "application/json"
 
@@ -35,8 +34,22 @@ def _cases(wid: str) -> list[tuple[str, str, Any, dict[str, str], int, str]]:
         ("post", dep, '{"amount": 5', h, 400, "malformed-json"),
         ("post", dep, "[5]", h, 400, "malformed-json"),
         ("post", dep, "", h, 400, "malformed-json"),
-        ("post", dep, '{"amount": 5}', {"Content-Type": "text/plain"}, 415, "unsupported-media-type"),
-        ("post", dep, "amount=5", {"Content-Type": "application/x-www-form-urlencoded"}, 415, "unsupported-media-type"),
+        (
+            "post",
+            dep,
+            '{"amount": 5}',
+            {"Content-Type": "text/plain"},
+            415,
+            "unsupported-media-type",
+        ),
+        (
+            "post",
+            dep,
+            "amount=5",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            415,
+            "unsupported-media-type",
+        ),
         ("post", dep, '{"amount": 5}', {}, 415, "unsupported-media-type"),
         ("post", dep, '{"amount": 5, "pad": "' + "x" * 20000 + '"}', h, 413, "about:blank"),
         ("post", dep, '{"amount": 5}', {**h, "Idempotency-Key": "x" * 256}, 422, "Idempotency-Key"),
@@ -46,8 +59,15 @@ def _cases(wid: str) -> list[tuple[str, str, Any, dict[str, str], int, str]]:
         ("post", "/wallets", '{"currency": "eur"}', h, 422, "currency"),
         ("post", "/wallets", '{"currency": "EUR", "id": "has space"}', h, 422, "id"),
         ("post", "/wallets", '{"currency": "EUR", "balance": 100}', h, 422, "balance"),
-        ("post", "/wallets", '{}', h, 422, "currency"),
-        ("post", "/transfers", '{"from": "' + wid + '", "to": "x", "amount": "5"}', h, 422, "amount"),
+        ("post", "/wallets", "{}", h, 422, "currency"),
+        (
+            "post",
+            "/transfers",
+            '{"from": "' + wid + '", "to": "x", "amount": "5"}',
+            h,
+            422,
+            "amount",
+        ),
         ("post", "/transfers", '{"from": "' + wid + '", "amount": 5}', h, 422, "to"),
         ("post", "/transfers", '{"from": 7, "to": "x", "amount": 5}', h, 422, "from"),
         ("get", f"/wallets/{wid}/transactions?limit=0", {}, {}, 422, "limit"),
@@ -56,23 +76,29 @@ def _cases(wid: str) -> list[tuple[str, str, Any, dict[str, str], int, str]]:
     ]
 
 
-def test_malformed_requests_are_refused_cleanly(api: Api, client: FlaskClient, fake_redis: fakeredis.FakeRedis) -> None:
+def test_malformed_requests_are_refused_cleanly(
+    api: Api, client: FlaskClient, fake_redis: fakeredis.FakeRedis
+) -> None:
     wid = api.create("EUR", "w1")["id"]
     api.move("deposit", wid, 100)
-    before = {k: fake_redis.dump(k) for k in fake_redis.keys()}
+    before = {k: fake_redis.dump(k) for k in fake_redis.keys("*")}
     cases = _cases(wid)
     for method, url, raw, headers, status, expected in cases:
         kwargs: dict[str, Any] = {"headers": {**auth(), **headers}}
         if method == "post":
             kwargs["data"] = raw
         r = getattr(client, method)(url, **kwargs)
-        assert r.status_code == status, (url, raw[:60] if isinstance(raw, str) else raw, r.get_json())
+        assert r.status_code == status, (
+            url,
+            raw[:60] if isinstance(raw, str) else raw,
+            r.get_json(),
+        )
         assert r.mimetype == "application/problem+json", url
         problem = r.get_json()
         assert problem["status"] == status
         fields = [e["field"] for e in problem.get("errors", [])]
         assert expected in fields or problem["type"].endswith(expected), (expected, problem)
-    after = {k: fake_redis.dump(k) for k in fake_redis.keys()}
+    after = {k: fake_redis.dump(k) for k in fake_redis.keys("*")}
     assert after == before, "a refused request changed stored state"
     assert len(cases) >= 30
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from devtools.local_servers import ApiServer, api_server, redis_server
+from devtools.local_servers import api_server, redis_server
 
 pytestmark = pytest.mark.redis
 KEY = "concurrency-test-key-0123456789"
@@ -24,9 +24,11 @@ PROCESSES, THREADS, OPS = 3, 8, 40
 
 @pytest.fixture(scope="module")
 def replicas() -> Iterator[list[str]]:
-    with redis_server() as redis, api_server(redis.url, KEY, replica_id="a") as a, api_server(
-        redis.url, KEY, replica_id="b"
-    ) as b:
+    with (
+        redis_server() as redis,
+        api_server(redis.url, KEY, replica_id="a") as a,
+        api_server(redis.url, KEY, replica_id="b") as b,
+    ):
         yield [a.url, b.url]
 
 
@@ -43,7 +45,9 @@ def _ledger(base: str, wallet_id: str) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": 100}
         if cursor:
             params["cursor"] = cursor
-        page = requests.get(f"{base}/wallets/{wallet_id}/transactions", params=params, headers=HEADERS, timeout=10).json()
+        page = requests.get(
+            f"{base}/wallets/{wallet_id}/transactions", params=params, headers=HEADERS, timeout=10
+        ).json()
         entries += page["items"]
         cursor = page["next_cursor"]
         if cursor is None:
@@ -78,7 +82,12 @@ def _hammer_hot_wallet(args: tuple[list[str], str, int]) -> list[tuple[str, int,
             kind = "deposit" if rng.random() < 0.55 else "withdraw"
             amount = rng.randint(1, 500)
             base = urls[(n + i) % len(urls)]
-            r = session.post(f"{base}/wallets/{wallet_id}/{kind}", json={"amount": amount}, headers=HEADERS, timeout=30)
+            r = session.post(
+                f"{base}/wallets/{wallet_id}/{kind}",
+                json={"amount": amount},
+                headers=HEADERS,
+                timeout=30,
+            )
             assert r.status_code in (200, 409), (r.status_code, r.text)
             if r.status_code == 200:
                 with lock:
@@ -93,13 +102,22 @@ def _hammer_hot_wallet(args: tuple[list[str], str, int]) -> list[tuple[str, int,
 
 def test_hot_wallet_balance_equals_acknowledged_operations(replicas: list[str]) -> None:
     wallet_id = _create(replicas[0])
-    requests.post(f"{replicas[0]}/wallets/{wallet_id}/deposit", json={"amount": 1000}, headers=HEADERS, timeout=10)
+    requests.post(
+        f"{replicas[0]}/wallets/{wallet_id}/deposit",
+        json={"amount": 1000},
+        headers=HEADERS,
+        timeout=10,
+    )
     samples: list[int] = []
     stop = threading.Event()
 
     def sample() -> None:  # observe the balance while the load runs
         while not stop.is_set():
-            samples.append(requests.get(f"{replicas[1]}/wallets/{wallet_id}", headers=HEADERS, timeout=10).json()["balance"])
+            samples.append(
+                requests.get(
+                    f"{replicas[1]}/wallets/{wallet_id}", headers=HEADERS, timeout=10
+                ).json()["balance"]
+            )
 
     sampler = threading.Thread(target=sample)
     sampler.start()
@@ -116,13 +134,21 @@ def test_hot_wallet_balance_equals_acknowledged_operations(replicas: list[str]) 
     assert len(_ledger(replicas[0], wallet_id)) == len(acked) + 1
     assert samples and min(samples) >= 0
     withdrawals = sum(1 for k, _, _ in acked if k == "withdraw")
-    print(f"\nhot wallet: {len(acked)} acknowledged ({withdrawals} withdrawals), final balance {balance}, {len(samples)} samples")
+    print(
+        f"\nhot wallet: {len(acked)} acknowledged ({withdrawals} withdrawals), "
+        f"final balance {balance}, {len(samples)} samples"
+    )
 
 
 def test_transfers_conserve_money(replicas: list[str]) -> None:
     wallets = [_create(replicas[0]) for _ in range(6)]
     for w in wallets:
-        requests.post(f"{replicas[0]}/wallets/{w}/deposit", json={"amount": 10_000}, headers=HEADERS, timeout=10)
+        requests.post(
+            f"{replicas[0]}/wallets/{w}/deposit",
+            json={"amount": 10_000},
+            headers=HEADERS,
+            timeout=10,
+        )
     outcomes: dict[int, int] = {}
     lock = threading.Lock()
 
@@ -164,7 +190,9 @@ def test_one_idempotency_key_across_replicas_moves_money_once(replicas: list[str
 
     with ThreadPoolExecutor(12) as pool:
         responses = list(pool.map(call, range(12)))
-    firsts = [r for r in responses if r.status_code == 200 and "Idempotent-Replayed" not in r.headers]
+    firsts = [
+        r for r in responses if r.status_code == 200 and "Idempotent-Replayed" not in r.headers
+    ]
     assert len(firsts) == 1
     for r in responses:
         assert r.status_code == 409 or r.json() == firsts[0].json()
@@ -178,7 +206,8 @@ def test_metrics_aggregate_workers_and_group_by_route(replicas: list[str]) -> No
     counts = [
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith("flask_http_request_duration_seconds_count") and 'url_rule="/status"' in line
+        if line.startswith("flask_http_request_duration_seconds_count")
+        and 'url_rule="/status"' in line
     ]
     assert counts and sum(counts) >= 10
     assert "wallet_operations_total" in text

@@ -31,7 +31,9 @@ def test_comma_separated_keys() -> None:
         ({**KEYS, "REDIS_TIMEOUT_SECONDS": "x"}, "REDIS_TIMEOUT_SECONDS: must be a number"),
     ],
 )
-def test_bad_values_fail_with_one_line_naming_the_variable(env: dict[str, str], message: str) -> None:
+def test_bad_values_fail_with_one_line_naming_the_variable(
+    env: dict[str, str], message: str
+) -> None:
     with pytest.raises(ConfigError) as err:
         Settings.from_env(env)
     assert str(err.value).startswith(message)

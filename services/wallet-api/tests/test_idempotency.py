@@ -1,9 +1,8 @@
 import threading
 
+from conftest import OTHER_KEY, Api, auth
 from flask import Flask
 from flask.testing import FlaskClient
-
-from conftest import OTHER_KEY, Api, auth
 
 
 def _history_len(client: FlaskClient, wid: str) -> int:

@@ -4,11 +4,11 @@ import re
 from typing import Any
 
 import pytest
+from conftest import auth
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 from werkzeug.test import TestResponse
 
-from conftest import auth
 from wallet_api.openapi import build_spec
 
 SPEC = build_spec()
@@ -23,13 +23,13 @@ def _operation(path: str, method: str) -> dict[str, Any]:
 
 
 def check(method: str, url: str, response: TestResponse) -> None:
-    path = url.split("?")[0]
+    path = url.split("?", maxsplit=1)[0]
     op = _operation(path, method)
     documented = op["responses"].get(str(response.status_code))
     assert documented is not None, f"{method.upper()} {path} -> {response.status_code} undocumented"
     if "$ref" in documented:
         documented = SPEC["components"]["responses"][documented["$ref"].rsplit("/", 1)[1]]
-    (media, content), = documented["content"].items()
+    ((media, content),) = documented["content"].items()
     assert response.mimetype == media, (path, response.mimetype, media)
     validator = Draft202012Validator({**content["schema"], "components": SPEC["components"]})
     errors = sorted(validator.iter_errors(response.get_json()), key=str)
@@ -58,8 +58,18 @@ def test_every_scenario_response_matches_the_spec(client: FlaskClient) -> None:
         ("get", "/wallets/zzz", None, auth()),  # 404
         ("get", "/wallets/a", None, {}),  # 401
         ("post", "/wallets/a/deposit", {"amount": 1000}, auth(**{"Idempotency-Key": "c1"})),
-        ("post", "/wallets/a/deposit", {"amount": 1000}, auth(**{"Idempotency-Key": "c1"})),  # replay
-        ("post", "/wallets/a/deposit", {"amount": 5}, auth(**{"Idempotency-Key": "c1"})),  # 422 reuse
+        (
+            "post",
+            "/wallets/a/deposit",
+            {"amount": 1000},
+            auth(**{"Idempotency-Key": "c1"}),
+        ),  # replay
+        (
+            "post",
+            "/wallets/a/deposit",
+            {"amount": 5},
+            auth(**{"Idempotency-Key": "c1"}),
+        ),  # 422 reuse
         ("post", "/wallets/a/withdraw", {"amount": 1}, auth()),
         ("post", "/wallets/a/withdraw", {"amount": 10**6}, auth()),  # 409
         ("post", "/wallets/a/withdraw", {"amount": 1.5}, auth()),  # 422

@@ -55,7 +55,9 @@ def _balance(store: WalletStore, wallet_id: str) -> int:
     return wallet.balance
 
 
-def _on_exec(monkeypatch: pytest.MonkeyPatch, before: Any = None, after: Any = None, times: int = 1) -> None:
+def _on_exec(
+    monkeypatch: pytest.MonkeyPatch, before: Any = None, after: Any = None, times: int = 1
+) -> None:
     """Run hooks around the MULTI..EXEC round trip of the next `times` transactions."""
     real = WalletStore._roundtrip
     left = [times]
@@ -144,7 +146,9 @@ def test_a_concurrent_winner_with_the_same_key_makes_this_request_409(
 ) -> None:
     idem = Idempotency("w:{w:w}:idem:s:race", "fp")
     rival = WalletStore(store.redis)
-    _on_exec(monkeypatch, before=lambda: rival.commit([MoneyOp(EntryType.DEPOSIT, "w", 9, idem)], render))
+    _on_exec(
+        monkeypatch, before=lambda: rival.commit([MoneyOp(EntryType.DEPOSIT, "w", 9, idem)], render)
+    )
     outcomes = store.commit([MoneyOp(EntryType.DEPOSIT, "w", 9, idem)], render)
     assert isinstance(outcomes[0], KeyInUse)
     assert _balance(store, "w") == 9  # moved once, by the winner
@@ -170,7 +174,9 @@ def test_conflicts_retry_a_bounded_number_of_times_then_change_nothing(
 
 
 def test_redis_down_is_store_unavailable_quickly() -> None:
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 1))
+    dead = redis.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 1)
+    )
     store = WalletStore(dead, retry=RetryPolicy(max_attempts=3, base_delay=0.0001))
     with pytest.raises(StoreUnavailable):
         store.commit([MoneyOp(EntryType.DEPOSIT, "w", 1)], render)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 import redis
+from flask import Flask, Response
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
-from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
 from wallet_api.auth import ApiKeys

@@ -9,7 +9,7 @@ from wallet_api import __version__
 from wallet_api.domain.money import MAX_SAFE_BALANCE
 
 PROBLEM = {"$ref": "#/components/responses/Problem"}
-AUTH = [{"bearerAuth": []}]
+AUTH: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 def _json(schema: str, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import redis
 
@@ -261,7 +261,8 @@ class WalletStore:
             ids = self.redis.zrevrangebyscore(
                 ledger_key(wallet_id), upper, "-inf", start=0, num=limit + 1
             )
-            raw = self.redis.hmget(entries_key(wallet_id), ids[:limit]) if ids else []
+            page = cast(list[bytes], ids)[:limit]
+            raw = self.redis.hmget(entries_key(wallet_id), page) if page else []
         entries = [LedgerEntry.from_dict(json.loads(r)) for r in raw if r is not None]
         next_cursor = entries[-1].seq if len(ids) > limit and entries else None
         return entries, next_cursor
@@ -296,9 +297,7 @@ class WalletStore:
         idempotency record; an op on an unknown wallet records nothing.
         """
         wallet_ids = list(dict.fromkeys(w for op in ops for w in _wallets(op)))
-        record_keys = list(
-            dict.fromkeys(op.idempotency.redis_key for op in ops if op.idempotency)
-        )
+        record_keys = list(dict.fromkeys(op.idempotency.redis_key for op in ops if op.idempotency))
         reads: list[tuple[Any, ...]] = [
             ("HMGET", wallet_key(w), "currency", "balance", "seq") for w in wallet_ids
         ]
@@ -342,20 +341,29 @@ class WalletStore:
         for op in ops:
             idem = op.idempotency
             if idem is not None:
-                answer = _check_record(idem, records.get(idem.redis_key), claimed,
-                                       idem.redis_key in absent_at_first_read)
+                answer = _check_record(
+                    idem,
+                    records.get(idem.redis_key),
+                    claimed,
+                    idem.redis_key in absent_at_first_read,
+                )
                 if answer is not None:
                     plan.outcomes.append(answer)
                     continue
             outcome = self._apply(op, states, now, plan)
             plan.outcomes.append(outcome)
-            recorded = not (isinstance(outcome, Refused)
-                            and isinstance(outcome.refusal, WalletNotFound))
+            recorded = not (
+                isinstance(outcome, Refused) and isinstance(outcome.refusal, WalletNotFound)
+            )
             if idem is not None and recorded:
                 claimed[idem.redis_key] = idem.fingerprint
                 response = render(op, outcome)
-                record = {"fingerprint": idem.fingerprint, "op": op.id,
-                          "status": response.status, "body": response.body}
+                record = {
+                    "fingerprint": idem.fingerprint,
+                    "op": op.id,
+                    "status": response.status,
+                    "body": response.body,
+                }
                 plan.writes.append(
                     ("SET", idem.redis_key, json.dumps(record), "EX", self.idempotency_ttl)
                 )
@@ -398,18 +406,26 @@ class WalletStore:
         for (wallet_id, kind), state, balance in zip(postings, wallets, after, strict=True):
             assert state is not None
             state.balance, state.seq, state.changed = balance, state.seq + 1, True
-            counterpart = None if isinstance(op, MoneyOp) else (
-                op.target if kind is EntryType.TRANSFER_OUT else op.source
+            counterpart = (
+                None
+                if isinstance(op, MoneyOp)
+                else (op.target if kind is EntryType.TRANSFER_OUT else op.source)
             )
             entry = LedgerEntry(
                 id=op.id if isinstance(op, MoneyOp) else f"{op.id}-{kind.value.split('_')[1]}",
-                wallet_id=wallet_id, seq=state.seq, type=kind.value, amount=op.amount,
-                balance_after=balance, created_at=now,
+                wallet_id=wallet_id,
+                seq=state.seq,
+                type=kind.value,
+                amount=op.amount,
+                balance_after=balance,
+                created_at=now,
                 transfer_id=None if isinstance(op, MoneyOp) else op.id,
                 counterparty=counterpart,
             )
             plan.writes.append(("ZADD", ledger_key(wallet_id), entry.seq, entry.id))
-            plan.writes.append(("HSET", entries_key(wallet_id), entry.id, json.dumps(entry.to_dict())))
+            plan.writes.append(
+                ("HSET", entries_key(wallet_id), entry.id, json.dumps(entry.to_dict()))
+            )
             if plan.probe is None:
                 plan.probe, plan.probe_expect = ("HEXISTS", entries_key(wallet_id), entry.id), "1"
             entries.append(entry)
@@ -431,10 +447,10 @@ class WalletStore:
 
         Retries on conflict with jittered backoff, at most max_attempts times.
         """
-        pool = self.redis.connection_pool
+        pool: Any = self.redis.connection_pool
         for attempt in range(self.retry.max_attempts):
             decided: _Plan | None = None
-            conn = None
+            conn: Any = None
             try:
                 conn = pool.get_connection()
                 replies = self._roundtrip(conn, [("WATCH", *watch), *reads])[1:]
@@ -481,7 +497,7 @@ class WalletStore:
         if decided.probe is None:
             return False
         with _unavailable_as_error():
-            reply = self.redis.execute_command(*decided.probe)
+            reply = cast(Any, self.redis).execute_command(*decided.probe)
         if isinstance(reply, int):  # HEXISTS: redis-py turns 1/0 into True/False
             reply = str(int(reply))
         return _decode(reply) == decided.probe_expect
