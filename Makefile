@@ -18,6 +18,8 @@ COMPOSE_ALL := docker compose -f docker-compose.traefik.yml -f docker-compose.ym
 PYTHON_IMAGE ?= python:3.12-slim-bookworm
 WALLET_API_IMAGE ?= wallet-stack/wallet-api:dev
 PORT ?= 8000
+# CI sets JUNIT_DIR: every pytest run then writes a JUnit report there (.ci/run sums them up).
+junit = $(if $(JUNIT_DIR),--junitxml=$(abspath $(JUNIT_DIR))/$(1).xml)
 
 .PHONY: help
 help: ## List the targets
@@ -40,11 +42,11 @@ lock: venv ## Re-resolve the pinned lock files from pyproject.toml
 
 .PHONY: unit_test_python
 unit_test_python: venv ## Fast unit tests of the wallet API (fakeredis; stage 1)
-	cd $(SERVICE) && ../../$(PY) -m pytest -m "not redis" --cov=wallet_api --cov-report=term-missing:skip-covered
+	cd $(SERVICE) && ../../$(PY) -m pytest -m "not redis" --cov=wallet_api --cov-report=term-missing:skip-covered $(call junit,unit)
 
 .PHONY: test_redis
 test_redis: venv ## Concurrency tests against a real redis-server and gunicorn
-	cd $(SERVICE) && ../../$(PY) -m pytest -m redis -s
+	cd $(SERVICE) && ../../$(PY) -m pytest -m redis -s $(call junit,redis)
 
 .PHONY: lint
 lint: venv ## ruff, mypy, shellcheck, hadolint, actionlint, yamllint, promtool
@@ -57,6 +59,11 @@ lint: venv ## ruff, mypy, shellcheck, hadolint, actionlint, yamllint, promtool
 	$(VENV)/bin/yamllint -s .
 	scripts/promtool.sh check config infra/prometheus/prometheus.yml
 	scripts/promtool.sh test rules infra/prometheus/tests/*.yml
+
+.PHONY: test
+test: ## Everything CI runs: lint, unit, redis, image, helm, parity, testcontainers and compose e2e tests
+	@$(MAKE) --no-print-directory lint unit_test_python test_redis helm-lint images
+	@$(MAKE) --no-print-directory unit_test_docker parity integration e2e
 
 .PHONY: dev
 dev: venv ## Run the API with gunicorn on 127.0.0.1:PORT, default 8000 (starts a local redis-server if REDIS_URL is unset)
@@ -86,6 +93,35 @@ unit_test_docker: images ## Build the image and run the unit tests inside it (st
 _unit_test_docker:
 	docker build --target test --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) -t wallet-stack/wallet-api:test $(SERVICE)
 	docker run --rm wallet-stack/wallet-api:test
+
+.PHONY: helm-lint
+helm-lint: venv ## Helm: lint --strict, template every example, kubernetes-validate 1.31-1.35, chart tests
+	scripts/helm-validate.sh
+	$(PY) -m pytest tests/helm -q $(call junit,helm)
+
+.PHONY: parity
+parity: venv images ## Compose vs Helm parity, and the chart's probes checked against the image in Docker
+	@$(MAKE) --no-print-directory _parity
+
+.PHONY: _parity
+_parity:
+	$(PY) -m pytest tests/parity -q $(call junit,parity)
+
+.PHONY: integration
+integration: venv images ## Testcontainers suite: replicas sharing Redis, concurrency and faults
+	@$(MAKE) --no-print-directory _integration
+
+.PHONY: _integration
+_integration:
+	$(PY) -m pytest tests/integration/containers -m containers -s $(call junit,integration)
+
+.PHONY: e2e
+e2e: venv images ## Compose end-to-end: brings the whole stack up, checks stages 3a/3b, tears it down
+	@$(MAKE) --no-print-directory _e2e
+
+.PHONY: _e2e
+_e2e:
+	$(PY) -m pytest tests/integration/stack -m stack -s $(call junit,e2e)
 
 .PHONY: secrets
 secrets: ## Generate .env, the htpasswd and the local TLS CA/certificate (kept if present)

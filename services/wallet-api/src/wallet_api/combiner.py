@@ -7,14 +7,20 @@ leader lock commits everything queued so far (up to ``max_batch``) in one
 WATCH/MULTI, and the others find their outcome ready when they get the lock.
 Contention left for WATCH is only between processes and replicas, and it is
 paid per batch, not per op.
+
+One leader at a time would leave Redis idle while a batch waits for its
+fsync, so ops are spread over ``shards`` independent queues by wallet: all ops
+of one wallet share a queue (no intra-process races on it), while batches for
+different wallets are in flight at the same time.
 """
 
 from __future__ import annotations
 
 import threading
+import zlib
 from dataclasses import dataclass
 
-from wallet_api.store import Op, Outcome, Render, WalletStore
+from wallet_api.store import MoneyOp, Op, Outcome, Render, WalletStore
 
 
 @dataclass
@@ -28,26 +34,37 @@ class _Slot:
         return self.outcome is not None or self.error is not None
 
 
+class _Shard:
+    def __init__(self) -> None:
+        self.pending: list[_Slot] = []
+        self.mutex = threading.Lock()  # guards pending only, held briefly
+        self.leader = threading.Lock()  # held while a batch talks to Redis
+
+
 class GroupCommitter:
-    def __init__(self, store: WalletStore, render: Render, *, max_batch: int = 64) -> None:
+    def __init__(
+        self, store: WalletStore, render: Render, *, shards: int = 4, max_batch: int = 64
+    ) -> None:
         self.store = store
         self.render = render
         self.max_batch = max_batch
-        self._pending: list[_Slot] = []
-        self._mutex = threading.Lock()  # guards _pending only, held briefly
-        self._leader = threading.Lock()  # held while a batch talks to Redis
+        self._shards = [_Shard() for _ in range(shards)]
 
     def submit(self, op: Op) -> Outcome:
+        # A transfer queues with its source wallet; a race with its target's
+        # queue is caught by WATCH like any other.
+        wallet_id = op.wallet_id if isinstance(op, MoneyOp) else op.source
+        shard = self._shards[zlib.crc32(wallet_id.encode()) % len(self._shards)]
         slot = _Slot(op)
-        with self._mutex:
-            self._pending.append(slot)
+        with shard.mutex:
+            shard.pending.append(slot)
         while not slot.done:
-            with self._leader:
+            with shard.leader:
                 if slot.done:
                     break
-                with self._mutex:
-                    batch = self._pending[: self.max_batch]
-                    del self._pending[: self.max_batch]
+                with shard.mutex:
+                    batch = shard.pending[: self.max_batch]
+                    del shard.pending[: self.max_batch]
                 self._commit(batch)
         if slot.error is not None:
             raise slot.error
