@@ -73,6 +73,7 @@ def _cases(wid: str) -> list[tuple[str, str, Any, dict[str, str], int, str]]:
         ("get", f"/wallets/{wid}/transactions?limit=0", {}, {}, 422, "limit"),
         ("get", f"/wallets/{wid}/transactions?limit=abc", {}, {}, 422, "limit"),
         ("get", f"/wallets/{wid}/transactions?cursor=-1", {}, {}, 422, "cursor"),
+        ("get", f"/wallets/{wid}/transactions?limt=5", {}, {}, 422, "limt"),
     ]
 
 

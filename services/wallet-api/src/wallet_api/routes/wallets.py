@@ -31,7 +31,9 @@ def _json(resp: ApiResponse) -> Response:
     return response
 
 
-def _caller(*, idempotent: bool = False) -> Caller:
+def _caller(*, idempotent: bool = False, query: frozenset[str] = frozenset()) -> Caller:
+    """Authenticate; also refuse query parameters the endpoint does not know
+    (a typo such as ?limt=5 must not be silently ignored)."""
     ctx = wallet_context()
     scope = ctx.api_keys.authenticate(request.headers.get("Authorization"))
     key = request.headers.get("Idempotency-Key") if idempotent else None
@@ -39,6 +41,9 @@ def _caller(*, idempotent: bool = False) -> Caller:
         raise ProblemError(
             field_problem("Idempotency-Key", "must be 1-255 visible ASCII characters")
         )
+    unknown = sorted(set(request.args) - query)
+    if unknown:
+        raise FieldError(unknown[0], "is not a known query parameter")
     return Caller(scope, key)
 
 
@@ -121,7 +126,7 @@ def get_wallet(wallet_id: str) -> Response:
 
 @bp.get("/wallets/<wallet_id>/transactions")
 def transactions(wallet_id: str) -> Response:
-    _caller()
+    _caller(query=frozenset({"limit", "cursor"}))
     limit_raw = request.args.get("limit", "20")
     if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= MAX_PAGE:
         raise FieldError("limit", f"must be an integer from 1 to {MAX_PAGE}")

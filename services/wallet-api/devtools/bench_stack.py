@@ -1,0 +1,404 @@
+"""`make bench-stack`: the same wrk load through Traefik (HTTPS) and straight to one
+wallet-api replica of the compose stack, in one run, printing the ratio.
+
+    python3 services/wallet-api/devtools/bench_stack.py [--duration 5] [--connections 64]
+
+Runs `make up` first when the stack is not up (and leaves it running; --down-after
+takes it down again, volumes included, when this run started it).
+
+Scenarios are those of `make bench` (devtools/bench.lua: BENCH_MODE healthz | get |
+deposit), each run twice, back to back:
+  traefik  https://wallet.localhost  -> Traefik -> any of the replicas (round robin).
+           wrk connects to 127.0.0.1:$HTTPS_PORT and sends Host: wallet.localhost
+           (glibc need not resolve *.localhost). wrk does not verify certificates;
+           fine for a load tool: the certificate chain is checked once, below,
+           before the load, and by the e2e tests (tests/integration/stack).
+  direct   http://<replica IP on wallet-stack-edge>:8000 -> that one replica, the
+           address Traefik itself proxies to (Linux: the host reaches bridge IPs).
+Wallets are seeded like `make bench` does (WalletStore.create_wallet, run inside a
+wallet-api container so it reaches the internal Redis); each path gets its own wallet
+set (edge<run>-<n>, direct<run>-<n>, new every run) so the deposits' Idempotency-Keys
+(bench.lua: prefix, thread, counter) never replay another run's or path's requests.
+
+Standard library only: it drives docker, make and wrk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+LUA = Path(__file__).with_name("bench.lua")
+COMPOSE = [
+    "docker",
+    "compose",
+    "-f",
+    str(ROOT / "docker-compose.traefik.yml"),
+    "-f",
+    str(ROOT / "docker-compose.yml"),
+]
+EDGE_NETWORK = "wallet-stack-edge"
+HOST = "wallet.localhost"
+LOOPBACK = "127.0.0.1"
+
+# Runs inside a wallet-api container (stdin of `python -`): creates the missing
+# wallets <prefix>-0 .. <prefix>-(count-1) with the service's own store code.
+SEED_SCRIPT = """
+import os, sys
+from concurrent.futures import ThreadPoolExecutor
+import redis
+from wallet_api.store import WalletStore, wallet_key
+prefixes, count = sys.argv[1].split(","), int(sys.argv[2])
+client = redis.Redis.from_url(os.environ["REDIS_URL"])
+store = WalletStore(client)
+ids = [f"{p}-{n}" for p in prefixes for n in range(count)]
+pipe = client.pipeline(transaction=False)
+for wallet_id in ids:
+    pipe.exists(wallet_key(wallet_id))
+missing = [w for w, exists in zip(ids, pipe.execute()) if not exists]
+with ThreadPoolExecutor(16) as pool:
+    list(pool.map(lambda w: store.create_wallet(w, "EUR"), missing))
+print(f"created {len(missing)} wallets, {len(ids) - len(missing)} already there")
+"""
+
+SCENARIOS = {
+    "healthz": "GET /healthz",
+    "get": "GET /wallets/{id}",
+    "deposit": "POST deposit (spread)",
+}
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    ok: int
+    refused: int
+    failed: int
+    socket_errors: int
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if path.is_file():
+        for raw in path.read_text().splitlines():
+            line = raw.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, value = line.split("=", 1)
+                value = value.strip()
+                if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                    value = value[1:-1]
+                values[key.strip().removeprefix("export ").strip()] = value
+    return values
+
+
+def _run(cmd: list[str], timeout: float, stdin: str | None = None) -> str:
+    env = {**_env_file(ROOT / ".airgap.env"), **os.environ}
+    proc = subprocess.run(  # noqa: S603
+        cmd,
+        cwd=ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(cmd[:6])} ... exited {proc.returncode}:\n{proc.stderr[-1500:]}"
+        )
+    return proc.stdout
+
+
+def _ps() -> list[dict[str, str]]:
+    out = _run([*COMPOSE, "ps", "--format", "json"], 60).strip()
+    if not out:
+        return []
+    return json.loads(out) if out.startswith("[") else [json.loads(x) for x in out.splitlines()]
+
+
+def _stack_up() -> bool:
+    ps = _ps()
+    ready = lambda c: c["State"] == "running" and c.get("Health", "") in ("healthy", "")  # noqa: E731
+    services = {c["Service"] for c in ps if ready(c)}
+    return {"traefik", "wallet-api", "redis"} <= services and all(
+        ready(c) for c in ps if c["Service"] == "wallet-api"
+    )
+
+
+def _make(target: str, timeout: float) -> None:
+    print(f"bench-stack: make {target}", flush=True)
+    cmd = ["make", "-C", str(ROOT), "--no-print-directory", target]
+    subprocess.run(cmd, check=True, timeout=timeout)  # noqa: S603
+
+
+class _NamedHTTPSConnection(http.client.HTTPSConnection):
+    """Connects to 127.0.0.1 but uses `name` for SNI and the certificate check."""
+
+    def __init__(self, name: str, port: int, context: ssl.SSLContext) -> None:
+        super().__init__(LOOPBACK, port, context=context, timeout=10)
+        self._name = name
+        self._ctx = context
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock = self._ctx.wrap_socket(sock, server_hostname=self._name)
+
+
+def _traefik_status(https_port: int, ca_file: Path) -> int:
+    conn = _NamedHTTPSConnection(HOST, https_port, ssl.create_default_context(cafile=str(ca_file)))
+    try:
+        conn.request(
+            "GET",
+            "/status",
+            headers={"Host": HOST if https_port == 443 else f"{HOST}:{https_port}"},
+        )
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (OSError, http.client.HTTPException) as exc:
+            last = exc
+        time.sleep(1)
+    raise RuntimeError(f"{what}: not ready after {timeout:.0f}s ({last})")
+
+
+def _wrk(
+    url: str, env: dict[str, str], args: argparse.Namespace, duration: int, host: str | None
+) -> Result:
+    cmd = [
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{duration}s",
+        "--latency",
+        "-s",
+        str(LUA),
+    ]
+    if host:
+        cmd += ["-H", f"Host: {host}"]
+    out = subprocess.run(  # noqa: S603
+        [*cmd, url],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=True,
+    ).stdout
+    match = re.search(r"BENCH_RESULT (.*)", out)
+    if match is None:
+        raise RuntimeError(f"wrk printed no result:\n{out}")
+    raw = {k: int(v) for k, v in (pair.split("=") for pair in match.group(1).split())}
+    seconds = raw["duration_us"] / 1e6
+    return Result(
+        raw["requests"] / seconds,
+        raw["p50_us"] / 1000,
+        raw["p99_us"] / 1000,
+        raw["ok"],
+        raw["refused"],
+        raw["failed"],
+        raw["socket_errors"],
+    )
+
+
+def bench(args: argparse.Namespace) -> int:
+    if shutil.which("wrk") is None:
+        print(
+            "bench-stack: wrk not found; install it (Debian: apt-get install wrk)", file=sys.stderr
+        )
+        return 2
+    started_here = False
+    if not _stack_up():
+        if args.no_up:
+            print("bench-stack: the stack is not up (make up)", file=sys.stderr)
+            return 2
+        _make("up", 900)
+        started_here = True
+    try:
+        return _bench(args)
+    finally:
+        if started_here and args.down_after:
+            _make("clean", 300)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    dotenv = _env_file(ROOT / ".env")
+    api_key = dotenv["WALLET_API_KEYS"].split(",")[0].strip()
+    https_port = int(os.environ.get("HTTPS_PORT") or dotenv.get("HTTPS_PORT") or 443)
+    ca_file = ROOT / ".secrets" / "certs" / "ca.crt"
+
+    # Traefik's route exists a moment after the containers are healthy; checked with
+    # certificate verification against the stack's CA (wrk itself does not verify).
+    _wait(
+        f"https://{HOST}/status through Traefik",
+        lambda: _traefik_status(https_port, ca_file) == 200,
+    )
+
+    ids = _run([*COMPOSE, "ps", "-q", "wallet-api"], 60).split()
+    replicas = [
+        c for c in json.loads(_run(["docker", "inspect", *ids], 60)) if c["State"]["Running"]
+    ]
+    target = replicas[0]
+    ip = target["NetworkSettings"]["Networks"][EDGE_NETWORK]["IPAddress"]
+    direct_url = f"http://{ip}:8000"
+    try:
+        urllib.request.urlopen(f"{direct_url}/healthz", timeout=5).read()  # noqa: S310
+    except OSError as exc:
+        print(
+            f"bench-stack: cannot reach the replica at {direct_url} from this host ({exc}); "
+            "container IPs are reachable from a Linux host, not from Docker Desktop's VM",
+            file=sys.stderr,
+        )
+        return 2
+
+    host_header = HOST if https_port == 443 else f"{HOST}:{https_port}"
+    # Fresh wallets per run: bench.lua's Idempotency-Keys repeat from run to run.
+    run_id = format(int(time.time()), "x")
+    paths = {
+        # name: (url, Host header or None, wallet prefix)
+        "traefik": (f"https://{LOOPBACK}:{https_port}", host_header, f"edge{run_id}"),
+        "direct": (direct_url, None, f"direct{run_id}"),
+    }
+    prefixes = ",".join(prefix for _, _, prefix in paths.values())
+    t0 = time.monotonic()
+    seeded = _run(
+        [*COMPOSE, "exec", "-T", "wallet-api", "python", "-", prefixes, str(args.spread)],
+        600,
+        stdin=SEED_SCRIPT,
+    ).strip()
+    took = time.monotonic() - t0
+    print(f"bench-stack: seeding {args.spread:,} wallets per path: {seeded} ({took:.1f}s)")
+
+    if args.warmup:
+        for url, host, _ in paths.values():
+            _wrk(url, {"BENCH_MODE": "healthz"}, args, args.warmup, host)
+
+    rows: list[tuple[str, str, Result]] = []
+    for scenario in args.scenarios:
+        for name, (url, host, prefix) in paths.items():
+            env = {
+                "BENCH_MODE": scenario,
+                "BENCH_KEY": api_key,
+                "BENCH_PREFIX": prefix,
+                "BENCH_WALLETS": str(args.spread),
+            }
+            rows.append((scenario, name, _wrk(url, env, args, args.duration, host)))
+
+    _report(
+        args,
+        rows,
+        paths=list(paths),
+        replicas=replicas,
+        direct_host=target["Config"]["Hostname"],
+        direct_url=direct_url,
+        https_port=https_port,
+    )
+    bad = sum(r.refused + r.failed for _, _, r in rows)
+    if bad:
+        print(f"bench-stack: {bad} non-2xx responses (see the table)", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _report(
+    args: argparse.Namespace,
+    rows: list[tuple[str, str, Result]],
+    *,
+    paths: list[str],
+    replicas: list[dict[str, object]],
+    direct_host: str,
+    direct_url: str,
+    https_port: int,
+) -> None:
+    wrk = f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s"
+    print(
+        f"\nwallet-stack bench: {wrk} per run, {args.spread:,} wallets per path, "
+        f"{os.cpu_count()} CPUs shared by wrk and the whole stack\n"
+        f"  traefik: https://{HOST} ({LOOPBACK}:{https_port}) -> Traefik (TLS) "
+        f"-> {len(replicas)} replicas\n"
+        f"  direct:  {direct_url} -> one replica ({direct_host}), no proxy, no TLS\n"
+    )
+    cols = ("req/s", 9), ("p50 ms", 8), ("p99 ms", 8), ("non-2xx", 8), ("5xx", 5), ("sock.err", 8)
+    print(f"{'scenario':24} {'path':8} " + " ".join(f"{name:>{width}}" for name, width in cols))
+    by = {(s, n): r for s, n, r in rows}
+    for scenario in args.scenarios:
+        for name in paths:
+            r = by[(scenario, name)]
+            label = SCENARIOS[scenario] if name == paths[0] else ""
+            print(
+                f"{label:24} {name:8} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} "
+                f"{r.refused + r.failed:8d} {r.failed:5d} {r.socket_errors:8d}"
+            )
+        t, d = by[(scenario, "traefik")], by[(scenario, "direct")]
+        ratios = f"{t.rps / d.rps:9.2f} {t.p50_ms / d.p50_ms:8.2f} {t.p99_ms / d.p99_ms:8.2f}"
+        print(f"{'':24} {'ratio':8} {ratios}   (traefik / direct)")
+    summary = ", ".join(
+        f"{s} {by[(s, 'traefik')].rps / by[(s, 'direct')].rps:.2f}" for s in args.scenarios
+    )
+    print(f"\nratio traefik/direct (req/s): {summary}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=5, help="seconds per run (default 5)")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument(
+        "--spread", type=int, default=10_000, help="wallets per path (default 10000)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="seconds of /healthz per path first (0: none)"
+    )
+    parser.add_argument(
+        "--scenarios",
+        type=lambda s: s.split(","),
+        default=list(SCENARIOS),
+        help="comma-separated, of " + ",".join(SCENARIOS),
+    )
+    parser.add_argument("--no-up", action="store_true", help="fail instead of running `make up`")
+    parser.add_argument(
+        "--down-after",
+        action="store_true",
+        help="`make clean` at the end if this run started the stack",
+    )
+    args = parser.parse_args()
+    if not 1 <= args.duration <= 60:
+        parser.error("--duration must be 1-60 seconds")
+    if not 0 <= args.warmup <= 10:
+        parser.error("--warmup must be 0-10 seconds")
+    if not 1 <= args.connections <= 1000 or not 1 <= args.threads <= 16:
+        parser.error("--connections must be 1-1000, --threads 1-16")
+    if not 1 <= args.spread <= 100_000:
+        parser.error("--spread must be 1-100000")
+    if unknown := set(args.scenarios) - set(SCENARIOS):
+        parser.error(f"unknown scenarios {sorted(unknown)}")
+    return bench(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
