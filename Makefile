@@ -28,7 +28,7 @@ help: ## List the targets
 # -- Python ------------------------------------------------------------------
 
 $(VENV)/.installed-lock: $(SERVICE)/requirements-dev.lock $(SERVICE)/pyproject.toml virtual.sh
-	@source virtual.sh
+	@source virtual.sh && test -s $@
 
 .PHONY: venv
 venv: $(VENV)/.installed-lock ## Create/refresh .venv (same as `source virtual.sh`)

@@ -20,12 +20,14 @@ _wallet_bootstrap() {
   want="$(cat "${_wallet_lock}" "${_wallet_root}/services/wallet-api/pyproject.toml" | cksum)"
   if [ "$(cat "${_wallet_stamp}" 2>/dev/null)" != "${want}" ]; then
     echo "virtual.sh: installing pinned dependencies into .venv" >&2
-    "${_wallet_venv}/bin/python" -m pip install -q -r "${_wallet_lock}" &&
-      "${_wallet_venv}/bin/python" -m pip install -q --no-deps -e "${_wallet_root}/services/wallet-api" &&
-      echo "${want}" >"${_wallet_stamp}" || {
+    if ! {
+      "${_wallet_venv}/bin/python" -m pip install -q -r "${_wallet_lock}" &&
+        "${_wallet_venv}/bin/python" -m pip install -q --no-deps -e "${_wallet_root}/services/wallet-api" &&
+        echo "${want}" >"${_wallet_stamp}"
+    }; then
       echo "virtual.sh: dependency install failed (see pip output above)" >&2
       return 1
-    }
+    fi
   fi
 }
 

@@ -11,6 +11,7 @@ Middleware -> Secret).
 Usage: crd_check.py RENDERED.yaml...   (exit 1 on any problem)
 As a module: check_documents(list_of_dicts) -> (n_crd_objects, [errors]).
 """
+
 from __future__ import annotations
 
 import sys
@@ -33,37 +34,128 @@ CRD_GROUPS = {"traefik.io", "monitoring.coreos.com", "traefik.containo.us"}
 INGRESSROUTE_SPEC = {"entryPoints", "routes", "tls", "parentRefs"}
 ROUTE_KEYS = {"kind", "match", "middlewares", "observability", "priority", "services", "syntax"}
 ROUTE_SERVICE_KEYS = {
-    "healthCheck", "kind", "name", "namespace", "nativeLB", "nodePortLB", "passHostHeader", "port",
-    "responseForwarding", "scheme", "serversTransport", "sticky", "strategy", "weight",
+    "healthCheck",
+    "kind",
+    "name",
+    "namespace",
+    "nativeLB",
+    "nodePortLB",
+    "passHostHeader",
+    "port",
+    "responseForwarding",
+    "scheme",
+    "serversTransport",
+    "sticky",
+    "strategy",
+    "weight",
 }
 TLS_KEYS = {"certResolver", "domains", "options", "secretName", "store"}
 MIDDLEWARE_TYPES = {
-    "addPrefix", "basicAuth", "buffering", "chain", "circuitBreaker", "compress", "contentType",
-    "digestAuth", "errors", "forwardAuth", "grpcWeb", "headers", "inFlightReq", "ipAllowList",
-    "passTLSClientCert", "plugin", "rateLimit", "redirectRegex", "redirectScheme", "replacePath",
-    "replacePathRegex", "retry", "stripPrefix", "stripPrefixRegex",
+    "addPrefix",
+    "basicAuth",
+    "buffering",
+    "chain",
+    "circuitBreaker",
+    "compress",
+    "contentType",
+    "digestAuth",
+    "errors",
+    "forwardAuth",
+    "grpcWeb",
+    "headers",
+    "inFlightReq",
+    "ipAllowList",
+    "passTLSClientCert",
+    "plugin",
+    "rateLimit",
+    "redirectRegex",
+    "redirectScheme",
+    "replacePath",
+    "replacePathRegex",
+    "retry",
+    "stripPrefix",
+    "stripPrefixRegex",
 }
 BASICAUTH_KEYS = {"headerField", "realm", "removeHeader", "secret"}
 SM_SPEC = {
-    "attachMetadata", "bodySizeLimit", "endpoints", "fallbackScrapeProtocol", "jobLabel",
-    "keepDroppedTargets", "labelLimit", "labelNameLengthLimit", "labelValueLengthLimit",
-    "namespaceSelector", "podTargetLabels", "sampleLimit", "scrapeClass", "scrapeProtocols",
-    "selector", "selectorMechanism", "targetLabels", "targetLimit",
+    "attachMetadata",
+    "bodySizeLimit",
+    "endpoints",
+    "fallbackScrapeProtocol",
+    "jobLabel",
+    "keepDroppedTargets",
+    "labelLimit",
+    "labelNameLengthLimit",
+    "labelValueLengthLimit",
+    "namespaceSelector",
+    "podTargetLabels",
+    "sampleLimit",
+    "scrapeClass",
+    "scrapeProtocols",
+    "selector",
+    "selectorMechanism",
+    "targetLabels",
+    "targetLimit",
 }
 SM_ENDPOINT = {
-    "authorization", "basicAuth", "bearerTokenFile", "bearerTokenSecret", "enableHttp2",
-    "filterRunning", "followRedirects", "honorLabels", "honorTimestamps", "interval",
-    "metricRelabelings", "noProxy", "oauth2", "params", "path", "port", "proxyConnectHeader",
-    "proxyFromEnvironment", "proxyUrl", "relabelings", "scheme", "scrapeTimeout", "targetPort",
-    "tlsConfig", "trackTimestampsStaleness",
+    "authorization",
+    "basicAuth",
+    "bearerTokenFile",
+    "bearerTokenSecret",
+    "enableHttp2",
+    "filterRunning",
+    "followRedirects",
+    "honorLabels",
+    "honorTimestamps",
+    "interval",
+    "metricRelabelings",
+    "noProxy",
+    "oauth2",
+    "params",
+    "path",
+    "port",
+    "proxyConnectHeader",
+    "proxyFromEnvironment",
+    "proxyUrl",
+    "relabelings",
+    "scheme",
+    "scrapeTimeout",
+    "targetPort",
+    "tlsConfig",
+    "trackTimestampsStaleness",
 }
-RELABEL_KEYS = {"action", "modulus", "regex", "replacement", "separator", "sourceLabels", "targetLabel"}
+RELABEL_KEYS = {
+    "action",
+    "modulus",
+    "regex",
+    "replacement",
+    "separator",
+    "sourceLabels",
+    "targetLabel",
+}
 RELABEL_ACTIONS = {
-    "replace", "keep", "drop", "hashmod", "labelmap", "labeldrop", "labelkeep", "lowercase",
-    "uppercase", "keepequal", "dropequal",
+    "replace",
+    "keep",
+    "drop",
+    "hashmod",
+    "labelmap",
+    "labeldrop",
+    "labelkeep",
+    "lowercase",
+    "uppercase",
+    "keepequal",
+    "dropequal",
 }
 RULE_KEYS = {"alert", "annotations", "expr", "for", "keep_firing_for", "labels", "record"}
-GROUP_KEYS = {"interval", "labels", "limit", "name", "partial_response_strategy", "query_offset", "rules"}
+GROUP_KEYS = {
+    "interval",
+    "labels",
+    "limit",
+    "name",
+    "partial_response_strategy",
+    "query_offset",
+    "rules",
+}
 
 
 def is_crd(doc: dict) -> bool:
@@ -91,7 +183,11 @@ def _check_relabelings(where: str, items: Any, errors: list) -> None:
         return
     for i, r in enumerate(items):
         _unknown(f"{where}[{i}]", r, RELABEL_KEYS, errors)
-        if isinstance(r, dict) and "action" in r and str(r["action"]).lower() not in RELABEL_ACTIONS:
+        if (
+            isinstance(r, dict)
+            and "action" in r
+            and str(r["action"]).lower() not in RELABEL_ACTIONS
+        ):
             errors.append(f"{where}[{i}].action: invalid {r['action']!r}")
 
 
@@ -136,7 +232,9 @@ def check_ingressroute(name: str, spec: dict, errors: list) -> list:
                 errors.append(f"{sw}.kind: must be Service or TraefikService")
             if kind == "Service":
                 port = s.get("port")
-                if not (isinstance(port, int) and 0 < port < 65536) and not (isinstance(port, str) and port):
+                if not (isinstance(port, int) and 0 < port < 65536) and not (
+                    isinstance(port, str) and port
+                ):
                     errors.append(f"{sw}.port: Service needs a port (int or name)")
                 if "namespace" not in s:
                     refs.append(("Service", s.get("name")))
@@ -151,7 +249,9 @@ def check_ingressroute(name: str, spec: dict, errors: list) -> list:
 def check_middleware(name: str, spec: dict, errors: list) -> list:
     refs = []
     if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in MIDDLEWARE_TYPES:
-        errors.append(f"{name}.spec: exactly one known middleware type expected, got {list(spec or {})}")
+        errors.append(
+            f"{name}.spec: exactly one known middleware type expected, got {list(spec or {})}"
+        )
         return refs
     if "basicAuth" in spec:
         ba = spec["basicAuth"]
@@ -217,14 +317,18 @@ def check_prometheusrule(name: str, spec: dict, errors: list) -> None:
             if ("alert" in r) == ("record" in r):
                 errors.append(f"{rw}: exactly one of alert/record required")
             for k in ("labels", "annotations"):
-                if k in r and not (isinstance(r[k], dict) and all(isinstance(v, str) for v in r[k].values())):
+                if k in r and not (
+                    isinstance(r[k], dict) and all(isinstance(v, str) for v in r[k].values())
+                ):
                     errors.append(f"{rw}.{k}: must map to strings")
 
 
 def check_documents(docs: list) -> tuple[int, list]:
     errors: list = []
     refs: list = []
-    present = {(d.get("kind"), (d.get("metadata") or {}).get("name")) for d in docs if isinstance(d, dict)}
+    present = {
+        (d.get("kind"), (d.get("metadata") or {}).get("name")) for d in docs if isinstance(d, dict)
+    }
     n = 0
     for d in docs:
         if not isinstance(d, dict) or not is_crd(d):
@@ -237,7 +341,9 @@ def check_documents(docs: list) -> tuple[int, list]:
             errors.append(f"{name}: custom kind {kind} ({d.get('apiVersion')}) has no checker")
             continue
         if d.get("apiVersion") != CRD_KINDS[kind]:
-            errors.append(f"{name}: apiVersion {d.get('apiVersion')!r}, expected {CRD_KINDS[kind]!r}")
+            errors.append(
+                f"{name}: apiVersion {d.get('apiVersion')!r}, expected {CRD_KINDS[kind]!r}"
+            )
         _nonempty_str(f"{name}.metadata.name", meta.get("name"), errors)
         _unknown(name, d, {"apiVersion", "kind", "metadata", "spec"}, errors)
         spec = d.get("spec")
@@ -275,7 +381,10 @@ def main(argv: list) -> int:
         for e in errors:
             print(f"ERROR {path}: {e}")
         failed |= bool(errors)
-    print(f"crd_check: {total} custom resource(s) checked in {len(argv)} file(s): {'FAILED' if failed else 'ok'}")
+    print(
+        f"crd_check: {total} custom resource(s) checked in {len(argv)} file(s): "
+        f"{'FAILED' if failed else 'ok'}"
+    )
     return 1 if failed else 0
 
 

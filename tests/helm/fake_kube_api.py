@@ -6,6 +6,7 @@ start (with Helm ownership metadata so install may adopt them), empty Secret
 lists (no release history) and 404 for everything else. Used by
 test_lookup.py; run standalone: python fake_kube_api.py PORT SECRETS.json
 """
+
 from __future__ import annotations
 
 import json
@@ -14,19 +15,32 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 GROUPS = {
-    "apps": ["v1"], "policy": ["v1"], "networking.k8s.io": ["v1"], "autoscaling": ["v2"],
-    "rbac.authorization.k8s.io": ["v1"], "traefik.io": ["v1alpha1"], "monitoring.coreos.com": ["v1"],
+    "apps": ["v1"],
+    "policy": ["v1"],
+    "networking.k8s.io": ["v1"],
+    "autoscaling": ["v2"],
+    "rbac.authorization.k8s.io": ["v1"],
+    "traefik.io": ["v1alpha1"],
+    "monitoring.coreos.com": ["v1"],
 }
 RESOURCES = {
-    "v1": [("secrets", "Secret"), ("services", "Service"), ("configmaps", "ConfigMap"), ("pods", "Pod"),
-           ("serviceaccounts", "ServiceAccount")],
+    "v1": [
+        ("secrets", "Secret"),
+        ("services", "Service"),
+        ("configmaps", "ConfigMap"),
+        ("pods", "Pod"),
+        ("serviceaccounts", "ServiceAccount"),
+    ],
     "apps/v1": [("deployments", "Deployment"), ("statefulsets", "StatefulSet")],
     "policy/v1": [("poddisruptionbudgets", "PodDisruptionBudget")],
     "networking.k8s.io/v1": [("networkpolicies", "NetworkPolicy"), ("ingresses", "Ingress")],
     "autoscaling/v2": [("horizontalpodautoscalers", "HorizontalPodAutoscaler")],
     "rbac.authorization.k8s.io/v1": [("roles", "Role"), ("rolebindings", "RoleBinding")],
     "traefik.io/v1alpha1": [("ingressroutes", "IngressRoute"), ("middlewares", "Middleware")],
-    "monitoring.coreos.com/v1": [("servicemonitors", "ServiceMonitor"), ("prometheusrules", "PrometheusRule")],
+    "monitoring.coreos.com/v1": [
+        ("servicemonitors", "ServiceMonitor"),
+        ("prometheusrules", "PrometheusRule"),
+    ],
 }
 
 
@@ -44,43 +58,114 @@ def make_handler(secrets: dict, release: str):
             self.wfile.write(body)
 
         def _not_found(self) -> None:
-            self._send(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                             "reason": "NotFound", "code": 404})
+            self._send(
+                404,
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "status": "Failure",
+                    "reason": "NotFound",
+                    "code": 404,
+                },
+            )
 
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             path = self.path.split("?")[0]
             parts = path.strip("/").split("/")
             if path == "/version":
                 return self._send(200, {"major": "1", "minor": "31", "gitVersion": "v1.31.0"})
             if path == "/api":
-                return self._send(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
+                return self._send(
+                    200,
+                    {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []},
+                )
             if path == "/apis":
-                return self._send(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-                    {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
-                     "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]}}
-                    for g, vs in GROUPS.items()]})
+                return self._send(
+                    200,
+                    {
+                        "kind": "APIGroupList",
+                        "apiVersion": "v1",
+                        "groups": [
+                            {
+                                "name": g,
+                                "versions": [
+                                    {"groupVersion": f"{g}/{v}", "version": v} for v in vs
+                                ],
+                                "preferredVersion": {
+                                    "groupVersion": f"{g}/{vs[0]}",
+                                    "version": vs[0],
+                                },
+                            }
+                            for g, vs in GROUPS.items()
+                        ],
+                    },
+                )
             gv = None
             if parts[0] == "api" and len(parts) == 2:
                 gv = parts[1]
             elif parts[0] == "apis" and len(parts) == 3:
                 gv = f"{parts[1]}/{parts[2]}"
             if gv in RESOURCES:
-                return self._send(200, {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
-                                        "resources": [{"name": n, "singularName": "", "namespaced": True, "kind": k,
-                                                       "verbs": ["get", "list", "watch", "create", "update",
-                                                                 "patch", "delete"]}
-                                                      for n, k in RESOURCES[gv]]})
-            if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 6 and parts[4] == "secrets":
+                return self._send(
+                    200,
+                    {
+                        "kind": "APIResourceList",
+                        "apiVersion": "v1",
+                        "groupVersion": gv,
+                        "resources": [
+                            {
+                                "name": n,
+                                "singularName": "",
+                                "namespaced": True,
+                                "kind": k,
+                                "verbs": [
+                                    "get",
+                                    "list",
+                                    "watch",
+                                    "create",
+                                    "update",
+                                    "patch",
+                                    "delete",
+                                ],
+                            }
+                            for n, k in RESOURCES[gv]
+                        ],
+                    },
+                )
+            if (
+                parts[:3] == ["api", "v1", "namespaces"]
+                and len(parts) == 6
+                and parts[4] == "secrets"
+            ):
                 name, ns = parts[5], parts[3]
                 if name not in secrets:
                     return self._not_found()
-                return self._send(200, {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "data": secrets[name],
-                                        "metadata": {"name": name, "namespace": ns,
-                                                     "labels": {"app.kubernetes.io/managed-by": "Helm"},
-                                                     "annotations": {"meta.helm.sh/release-name": release,
-                                                                     "meta.helm.sh/release-namespace": ns}}})
-            if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 5 and parts[4] == "secrets":
-                return self._send(200, {"kind": "SecretList", "apiVersion": "v1", "metadata": {}, "items": []})
+                return self._send(
+                    200,
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Secret",
+                        "type": "Opaque",
+                        "data": secrets[name],
+                        "metadata": {
+                            "name": name,
+                            "namespace": ns,
+                            "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                            "annotations": {
+                                "meta.helm.sh/release-name": release,
+                                "meta.helm.sh/release-namespace": ns,
+                            },
+                        },
+                    },
+                )
+            if (
+                parts[:3] == ["api", "v1", "namespaces"]
+                and len(parts) == 5
+                and parts[4] == "secrets"
+            ):
+                return self._send(
+                    200, {"kind": "SecretList", "apiVersion": "v1", "metadata": {}, "items": []}
+                )
             return self._not_found()
 
     return Handler
@@ -101,12 +186,13 @@ class FakeKubeAPI:
     def kubeconfig(self, namespace: str) -> str:
         return (
             "apiVersion: v1\nkind: Config\n"
-            f"clusters:\n- name: fake\n  cluster: {{server: \"{self.url}\"}}\n"
-            f"contexts:\n- name: fake\n  context: {{cluster: fake, user: fake, namespace: {namespace}}}\n"
+            f'clusters:\n- name: fake\n  cluster: {{server: "{self.url}"}}\n'
+            "contexts:\n- name: fake\n"
+            f"  context: {{cluster: fake, user: fake, namespace: {namespace}}}\n"
             "current-context: fake\nusers:\n- name: fake\n  user: {}\n"
         )
 
-    def __enter__(self) -> "FakeKubeAPI":
+    def __enter__(self) -> FakeKubeAPI:
         self.thread.start()
         return self
 

@@ -1,4 +1,5 @@
 """Render-level tests of helm/wallet-stack (helm template, no cluster)."""
+
 from __future__ import annotations
 
 import base64
@@ -24,7 +25,9 @@ API_SELECTOR = {
 
 
 def _load_crd_check():
-    spec = importlib.util.spec_from_file_location("wallet_stack_crd_check", Path(__file__).with_name("crd_check.py"))
+    spec = importlib.util.spec_from_file_location(
+        "wallet_stack_crd_check", Path(__file__).with_name("crd_check.py")
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -35,7 +38,11 @@ def b64(secret: dict, key: str) -> str:
 
 
 def container(doc: dict, name: str | None = None) -> dict:
-    cs = doc["spec"]["template"]["spec"]["containers"] if "template" in doc["spec"] else doc["spec"]["containers"]
+    cs = (
+        doc["spec"]["template"]["spec"]["containers"]
+        if "template" in doc["spec"]
+        else doc["spec"]["containers"]
+    )
     return cs[0] if name is None else next(c for c in cs if c["name"] == name)
 
 
@@ -45,18 +52,22 @@ def env_of(c: dict) -> dict:
 
 # ---------------------------------------------------------------- schema
 
-@pytest.mark.parametrize("bad", [
-    "replicaCount=abc",
-    "image.pullPolicy=Sometimes",
-    "redis.port=notaport",
-    "ingress.mode=nginx",
-    "probes.readiness.path=readyz",
-    "replicaCont=2",                       # typo: additionalProperties false
-    "wallet.env.REDIS_URL=redis://x",      # chart-managed env var
-    "autoscaling.targetCPUUtilizationPercentage=150",
-    "redis.appendfsync=sometimes",
-    "wallet.apiKeys.keys={tooshort}",      # the app requires >= 16 characters
-])
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "replicaCount=abc",
+        "image.pullPolicy=Sometimes",
+        "redis.port=notaport",
+        "ingress.mode=nginx",
+        "probes.readiness.path=readyz",
+        "replicaCont=2",  # typo: additionalProperties false
+        "wallet.env.REDIS_URL=redis://x",  # chart-managed env var
+        "autoscaling.targetCPUUtilizationPercentage=150",
+        "redis.appendfsync=sometimes",
+        "wallet.apiKeys.keys={tooshort}",  # the app requires >= 16 characters
+    ],
+)
 def test_schema_rejects_wrong_values(helm, bad):
     proc = helm.template_raw(sets=(bad,), check=False)
     assert proc.returncode != 0, f"--set {bad} was accepted"
@@ -74,11 +85,15 @@ def test_lint_strict_default(helm):
 
 # ---------------------------------------------------------------- wallet-api
 
+
 def test_deployment_shape(default):
     dep = default.get("Deployment", API)
     spec = dep["spec"]
     assert spec["replicas"] == 2
-    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
     assert spec["selector"]["matchLabels"] == API_SELECTOR
     pod = spec["template"]["spec"]
     tsc = pod["topologySpreadConstraints"][0]
@@ -134,18 +149,35 @@ def test_env_and_redis_url(default):
     names = [e["name"] for e in env_list]
     assert names.index("REDIS_PASSWORD") < names.index("REDIS_URL"), "dependent var must come after"
     assert env["REDIS_URL"]["value"] == f"redis://:$(REDIS_PASSWORD)@{REDIS}:6379/0"
-    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "wallet-stack-redis-auth", "key": "redis-password"}
-    assert env["WALLET_API_KEYS"]["valueFrom"]["secretKeyRef"] == {"name": "wallet-stack-api-keys", "key": "api-keys"}
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "wallet-stack-redis-auth",
+        "key": "redis-password",
+    }
+    assert env["WALLET_API_KEYS"]["valueFrom"]["secretKeyRef"] == {
+        "name": "wallet-stack-api-keys",
+        "key": "api-keys",
+    }
     assert env["PORT"]["value"] == "8000"
     assert env["REPLICA_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     # like compose: the tuning keys are passed only when set (empty = app default)
-    for key in ("LOG_LEVEL", "IDEMPOTENCY_TTL_SECONDS", "MAX_AMOUNT", "WEB_CONCURRENCY", "GUNICORN_THREADS"):
+    for key in (
+        "LOG_LEVEL",
+        "IDEMPOTENCY_TTL_SECONDS",
+        "MAX_AMOUNT",
+        "WEB_CONCURRENCY",
+        "GUNICORN_THREADS",
+    ):
         assert key not in env
 
 
 def test_wallet_env_passthrough(helm):
-    m = helm.render(sets=("wallet.env.LOG_LEVEL=DEBUG", "wallet.env.GUNICORN_THREADS=8",
-                          "wallet.env.WATCH_MAX_ATTEMPTS=20"))
+    m = helm.render(
+        sets=(
+            "wallet.env.LOG_LEVEL=DEBUG",
+            "wallet.env.GUNICORN_THREADS=8",
+            "wallet.env.WATCH_MAX_ATTEMPTS=20",
+        )
+    )
     env = env_of(container(m.get("Deployment", API)))
     assert env["LOG_LEVEL"]["value"] == "DEBUG"
     assert env["GUNICORN_THREADS"]["value"] == "8"
@@ -156,7 +188,9 @@ def test_wallet_env_passthrough(helm):
 def test_service_and_pdb(default):
     svc = default.get("Service", API)
     assert svc["spec"]["type"] == "ClusterIP"
-    assert svc["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}]
+    assert svc["spec"]["ports"] == [
+        {"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}
+    ]
     assert svc["spec"]["selector"] == API_SELECTOR
     pdb = default.get("PodDisruptionBudget", API)
     assert pdb["apiVersion"] == "policy/v1"
@@ -168,7 +202,11 @@ def test_hpa(helm):
     m = helm.render(EXAMPLES / "hpa-networkpolicy.yaml")
     hpa = m.get("HorizontalPodAutoscaler", API)
     assert hpa["apiVersion"] == "autoscaling/v2"
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": API}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": API,
+    }
     assert "replicas" not in m.get("Deployment", API)["spec"], "HPA owns the replica count"
     assert not helm.render().of_kind("HorizontalPodAutoscaler")
 
@@ -185,13 +223,15 @@ def test_checksums_are_deterministic(helm, default):
 
 # ---------------------------------------------------------------- secrets
 
-SECRETISH = re.compile(r"(password|passwd|secret|token|apikey|api_key|keys|users|url|htpasswd)$", re.I)
+SECRETISH = re.compile(
+    r"(password|passwd|secret|token|apikey|api_key|keys|users|url|htpasswd)$", re.I
+)
 
 
 def _walk(node, path=()):
     if isinstance(node, dict):
         for k, v in node.items():
-            yield from _walk(v, path + (str(k),))
+            yield from _walk(v, (*path, str(k)))
     else:
         yield path, node
 
@@ -224,7 +264,7 @@ def test_generated_secrets_present_when_not_supplied(helm):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            import crypt  # noqa: PLC0415  (deprecated, absent in 3.13+)
+            import crypt
     except ImportError:
         crypt = None
     if crypt is not None:
@@ -242,35 +282,69 @@ def test_generated_secrets_present_when_not_supplied(helm):
 
 
 def test_supplied_secrets_are_used(helm):
-    m = helm.render(sets=("redis.auth.password=s3cr3t", "wallet.apiKeys.keys={key-one-0123456789,key-two-0123456789}", "whoami.enabled=true",
-                          "basicAuth.users={ops:$apr1$abc$def}"))
+    m = helm.render(
+        sets=(
+            "redis.auth.password=s3cr3t",
+            "wallet.apiKeys.keys={key-one-0123456789,key-two-0123456789}",
+            "whoami.enabled=true",
+            "basicAuth.users={ops:$apr1$abc$def}",
+        )
+    )
     assert b64(m.get("Secret", "wallet-stack-redis-auth"), "redis-password") == "s3cr3t"
-    assert b64(m.get("Secret", "wallet-stack-api-keys"), "api-keys") == "key-one-0123456789,key-two-0123456789"
+    assert (
+        b64(m.get("Secret", "wallet-stack-api-keys"), "api-keys")
+        == "key-one-0123456789,key-two-0123456789"
+    )
     ba = m.get("Secret", "wallet-stack-basic-auth")
     assert b64(ba, "users") == "ops:$apr1$abc$def\n"
     assert "password" not in ba["data"]
 
 
 def test_existing_secrets_render_no_secret(helm):
-    m = helm.render(sets=("redis.auth.existingSecret=my-redis", "wallet.apiKeys.existingSecret=my-keys",
-                          "wallet.apiKeys.existingSecretKey=tokens", "basicAuth.existingSecret=my-htpasswd",
-                          "whoami.enabled=true", "ingress.tls.secretName=my-tls"))
+    m = helm.render(
+        sets=(
+            "redis.auth.existingSecret=my-redis",
+            "wallet.apiKeys.existingSecret=my-keys",
+            "wallet.apiKeys.existingSecretKey=tokens",
+            "basicAuth.existingSecret=my-htpasswd",
+            "whoami.enabled=true",
+            "ingress.tls.secretName=my-tls",
+        )
+    )
     assert not m.of_kind("Secret")
     env = env_of(container(m.get("Deployment", API)))
-    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "my-redis", "key": "redis-password"}
-    assert env["WALLET_API_KEYS"]["valueFrom"]["secretKeyRef"] == {"name": "my-keys", "key": "tokens"}
-    assert m.get("Middleware", "wallet-stack-basic-auth")["spec"]["basicAuth"]["secret"] == "my-htpasswd"
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "my-redis",
+        "key": "redis-password",
+    }
+    assert env["WALLET_API_KEYS"]["valueFrom"]["secretKeyRef"] == {
+        "name": "my-keys",
+        "key": "tokens",
+    }
+    assert (
+        m.get("Middleware", "wallet-stack-basic-auth")["spec"]["basicAuth"]["secret"]
+        == "my-htpasswd"
+    )
     assert m.get("IngressRoute", API)["spec"]["tls"] == {"secretName": "my-tls"}
 
 
 def test_notes_print_password_retrieval(helm):
-    out = helm.run("install", "wallet-stack", str(CHART), "--dry-run=client", "-n", "wallet",
-                   "--set", "whoami.enabled=true").stdout
+    out = helm.run(
+        "install",
+        "wallet-stack",
+        str(CHART),
+        "--dry-run=client",
+        "-n",
+        "wallet",
+        "--set",
+        "whoami.enabled=true",
+    ).stdout
     assert "get secret wallet-stack-basic-auth -o jsonpath='{.data.password}'" in out
     assert "get secret wallet-stack-api-keys" in out
 
 
 # ---------------------------------------------------------------- redis
+
 
 def test_builtin_redis(default):
     sts = default.get("StatefulSet", REDIS)
@@ -286,7 +360,10 @@ def test_builtin_redis(default):
         cmd = " ".join(c[probe]["exec"]["command"])
         assert "redis-cli" in cmd and "ping" in cmd and "-a " not in cmd
     pod = sts["spec"]["template"]["spec"]
-    assert pod["securityContext"]["runAsUser"] == 999 and pod["securityContext"]["runAsNonRoot"] is True
+    assert (
+        pod["securityContext"]["runAsUser"] == 999
+        and pod["securityContext"]["runAsNonRoot"] is True
+    )
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     vct = sts["spec"]["volumeClaimTemplates"][0]
     assert vct["metadata"]["name"] == "data"
@@ -300,26 +377,35 @@ def test_external_redis(helm):
     m = helm.render(EXAMPLES / "external-redis.yaml")
     assert not m.of_kind("StatefulSet")
     env = env_of(container(m.get("Deployment", API)))
-    assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "wallet-redis", "key": "redis-url"}
+    assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "wallet-redis",
+        "key": "redis-url",
+    }
     assert "REDIS_PASSWORD" not in env
-    m2 = helm.render(sets=("redis.enabled=false", "externalRedis.url=rediss://:pw@redis.example:6380/0"))
+    m2 = helm.render(
+        sets=("redis.enabled=false", "externalRedis.url=rediss://:pw@redis.example:6380/0")
+    )
     s = m2.get("Secret", "wallet-stack-external-redis")
     assert b64(s, "redis-url") == "rediss://:pw@redis.example:6380/0"
     env2 = env_of(container(m2.get("Deployment", API)))
     assert env2["REDIS_URL"]["valueFrom"]["secretKeyRef"]["name"] == "wallet-stack-external-redis"
 
 
-@pytest.mark.parametrize("sets, message", [
-    (("redis.enabled=false",), "requires externalRedis"),
-    (("externalRedis.url=redis://x:6379/0",), "mutually exclusive"),
-    (("ingress.mode=ingress", "ingress.routes.dashboard.enabled=true"), "api@internal"),
-])
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (("redis.enabled=false",), "requires externalRedis"),
+        (("externalRedis.url=redis://x:6379/0",), "mutually exclusive"),
+        (("ingress.mode=ingress", "ingress.routes.dashboard.enabled=true"), "api@internal"),
+    ],
+)
 def test_invalid_combinations_fail(helm, sets, message):
     proc = helm.template_raw(sets=sets, check=False)
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr
 
 
 # ---------------------------------------------------------------- routing
+
 
 def test_ingressroute_wallet(default):
     ir = default.get("IngressRoute", API)
@@ -336,7 +422,10 @@ def test_ingressroute_wallet(default):
 def test_all_routes(helm):
     m = helm.render(EXAMPLES / "all-routes-monitoring.yaml")
     dash = m.get("IngressRoute", "wallet-stack-dashboard")["spec"]["routes"][0]
-    assert dash["match"] == "Host(`traefik.localhost`) && (PathPrefix(`/api`) || PathPrefix(`/dashboard`))"
+    assert (
+        dash["match"]
+        == "Host(`traefik.localhost`) && (PathPrefix(`/api`) || PathPrefix(`/dashboard`))"
+    )
     assert dash["services"] == [{"kind": "TraefikService", "name": "api@internal"}]
     assert dash["middlewares"] == [{"name": "wallet-stack-basic-auth"}]
     prom = m.get("IngressRoute", "wallet-stack-prometheus")["spec"]["routes"][0]
@@ -344,7 +433,9 @@ def test_all_routes(helm):
     assert prom["services"][0]["name"] == "prometheus-operated"
     who = m.get("IngressRoute", "wallet-stack-whoami")["spec"]["routes"][0]
     assert who["services"] == [{"kind": "Service", "name": "wallet-stack-whoami", "port": 80}]
-    assert container(m.get("Deployment", "wallet-stack-whoami"))["image"] == "traefik/whoami:v1.11.0"
+    assert (
+        container(m.get("Deployment", "wallet-stack-whoami"))["image"] == "traefik/whoami:v1.11.0"
+    )
     for ir in m.of_kind("IngressRoute"):
         assert ir["spec"]["tls"] == {"certResolver": "letsencrypt"}
     assert not m.has("Secret", "wallet-stack-tls"), "no self-signed cert with a certResolver"
@@ -368,13 +459,18 @@ def test_plain_ingress_mode(helm):
     assert "traefik.ingress.kubernetes.io/router.middlewares" not in ann
     paths = [p["path"] for p in ing["spec"]["rules"][0]["http"]["paths"]]
     assert "/wallets" in paths and "/status" in paths
-    assert not any(p == "/" or p.startswith("/metrics") for p in paths), "/metrics must not be routed"
+    assert not any(p == "/" or p.startswith("/metrics") for p in paths), (
+        "/metrics must not be routed"
+    )
     prot = m.get("Ingress", "wallet-stack-protected")
-    assert (prot["metadata"]["annotations"]["traefik.ingress.kubernetes.io/router.middlewares"]
-            == "wallet-wallet-stack-basic-auth@kubernetescrd")
+    assert (
+        prot["metadata"]["annotations"]["traefik.ingress.kubernetes.io/router.middlewares"]
+        == "wallet-wallet-stack-basic-auth@kubernetescrd"
+    )
 
 
 # ---------------------------------------------------------------- network policy
+
 
 def test_no_networkpolicy_by_default(default):
     assert not default.of_kind("NetworkPolicy")
@@ -392,33 +488,46 @@ def test_networkpolicy_shape(helm):
         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik"}},
     }
     for rule in api["ingress"]:
-        assert rule["ports"] == [{"port": "http", "protocol": "TCP"}], "only the API port is reachable"
+        assert rule["ports"] == [{"port": "http", "protocol": "TCP"}], (
+            "only the API port is reachable"
+        )
     dns = api["egress"][0]
     assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
     redis_egress = api["egress"][1]
     assert redis_egress["ports"] == [{"port": 6379, "protocol": "TCP"}]
-    assert redis_egress["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "redis"
+    assert (
+        redis_egress["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        == "redis"
+    )
     assert len(api["egress"]) == 2
 
     redis = m.get("NetworkPolicy", REDIS)["spec"]
-    assert redis["ingress"] == [{
-        "from": [{"podSelector": {"matchLabels": API_SELECTOR}}],
-        "ports": [{"port": 6379, "protocol": "TCP"}],
-    }]
+    assert redis["ingress"] == [
+        {
+            "from": [{"podSelector": {"matchLabels": API_SELECTOR}}],
+            "ports": [{"port": 6379, "protocol": "TCP"}],
+        }
+    ]
     assert redis["egress"] == []
 
 
 def test_networkpolicy_selectors_configurable(helm):
     m = helm.render(EXAMPLES / "hpa-networkpolicy.yaml")
     api = m.get("NetworkPolicy", API)["spec"]
-    assert api["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "kube-system"}
+    assert api["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "kube-system"
+    }
     metrics_from = api["ingress"][1]["from"][0]
     assert "podSelector" not in metrics_from, "null podSelector drops the key"
     ext = helm.render(EXAMPLES / "external-redis.yaml").get("NetworkPolicy", API)["spec"]
-    assert ext["egress"][1] == {"ports": [{"port": 6380, "protocol": "TCP"}], "to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}]}
+    assert ext["egress"][1] == {
+        "ports": [{"port": 6380, "protocol": "TCP"}],
+        "to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+    }
 
 
 # ---------------------------------------------------------------- monitoring
+
 
 def test_servicemonitor(helm, default):
     assert not default.of_kind("ServiceMonitor") and not default.of_kind("PrometheusRule")
@@ -431,7 +540,11 @@ def test_servicemonitor(helm, default):
     assert API_SELECTOR.items() <= svc_labels.items()
     ep = sm["spec"]["endpoints"][0]
     assert ep["port"] == "http" and ep["path"] == "/metrics"
-    assert {"action": "replace", "sourceLabels": ["__meta_kubernetes_pod_name"], "targetLabel": "replica"} in ep["relabelings"]
+    assert {
+        "action": "replace",
+        "sourceLabels": ["__meta_kubernetes_pod_name"],
+        "targetLabel": "replica",
+    } in ep["relabelings"]
 
 
 def test_prometheus_configmap(default):
@@ -442,29 +555,41 @@ def test_prometheus_configmap(default):
     sd = api["kubernetes_sd_configs"][0]
     assert sd["role"] == "pod" and sd["namespaces"]["names"] == ["wallet"]
     assert "app.kubernetes.io/component=wallet-api" in sd["selectors"][0]["label"]
-    relabel = {(tuple(r.get("source_labels", [])), r.get("target_label"), r.get("action")) for r in api["relabel_configs"]}
+    relabel = {
+        (tuple(r.get("source_labels", [])), r.get("target_label"), r.get("action"))
+        for r in api["relabel_configs"]
+    }
     assert (("__meta_kubernetes_pod_name",), "replica", None) in relabel
     assert (("__meta_kubernetes_pod_container_port_name",), None, "keep") in relabel
-    assert set(jobs) == {"prometheus", "traefik", "wallet-api"}, "same jobs as infra/prometheus/prometheus.yml"
+    assert set(jobs) == {"prometheus", "traefik", "wallet-api"}, (
+        "same jobs as infra/prometheus/prometheus.yml"
+    )
     assert cfg["rule_files"] == ["/etc/prometheus/rules/*.yml"]
     assert cfg["global"]["external_labels"] == {"stack": "wallet-stack"}
     # Traefik's Kubernetes service names are renamed to compose's wallet@<provider>
     mr = jobs["traefik"]["metric_relabel_configs"][0]
     assert mr["source_labels"] == ["service"] and mr["target_label"] == "service"
     regex = re.compile(mr["regex"])  # Prometheus anchors the regex: fullmatch
-    for name, provider in (("wallet-wallet-stack-wallet-api-8000@kubernetescrd", "kubernetescrd"),
-                           ("wallet-wallet-stack-wallet-api-http@kubernetes", "kubernetes"),
-                           ("wallet-wallet-stack-wallet-api-0123456789abcdef0123@kubernetescrd", "kubernetescrd")):
+    for name, provider in (
+        ("wallet-wallet-stack-wallet-api-8000@kubernetescrd", "kubernetescrd"),
+        ("wallet-wallet-stack-wallet-api-http@kubernetes", "kubernetes"),
+        ("wallet-wallet-stack-wallet-api-0123456789abcdef0123@kubernetescrd", "kubernetescrd"),
+    ):
         match = regex.fullmatch(name)
         assert match, name
         assert mr["replacement"].replace("${1}", match.group(1)) == f"wallet@{provider}"
         assert re.fullmatch("wallet@.*", f"wallet@{provider}")
-    for other in ("wallet-wallet-stack-whoami-80@kubernetescrd", "other-wallet-stack-wallet-api-8000@kubernetescrd"):
+    for other in (
+        "wallet-wallet-stack-whoami-80@kubernetescrd",
+        "other-wallet-stack-wallet-api-8000@kubernetescrd",
+    ):
         assert not regex.fullmatch(other)
 
 
 def test_rules_files_shared_with_compose(helm, default):
-    chart_rules = {p.name: p.read_bytes() for p in sorted((CHART / "files" / "rules").glob("*.yml"))}
+    chart_rules = {
+        p.name: p.read_bytes() for p in sorted((CHART / "files" / "rules").glob("*.yml"))
+    }
     assert chart_rules, "files/rules/*.yml is empty"
     rules_cm = default.get("ConfigMap", "wallet-stack-prometheus-rules")
     assert {k: v.encode() for k, v in rules_cm["data"].items()} == chart_rules
@@ -476,11 +601,14 @@ def test_rules_files_shared_with_compose(helm, default):
         pytest.skip("infra/prometheus/rules/ not present")
     compose_rules = {p.name: p.read_bytes() for p in sorted(compose_dir.glob("*.yml"))}
     assert compose_rules == chart_rules, (
-        "helm/wallet-stack/files/rules/ must hold byte-identical copies of infra/prometheus/rules/*.yml "
-        "(rm helm/wallet-stack/files/rules/*.yml && cp infra/prometheus/rules/*.yml helm/wallet-stack/files/rules/)")
+        "helm/wallet-stack/files/rules/ must hold byte-identical copies of "
+        "infra/prometheus/rules/*.yml (rm helm/wallet-stack/files/rules/*.yml && "
+        "cp infra/prometheus/rules/*.yml helm/wallet-stack/files/rules/)"
+    )
 
 
 # ---------------------------------------------------------------- helm test / images
+
 
 def test_helm_test_pod(default):
     pod = default.get("Pod", "wallet-stack-test")
@@ -496,7 +624,11 @@ def test_every_image_is_a_value(helm):
     m = helm.render(EXAMPLES / "airgap.yaml")
     images = {}
     for d in m:
-        spec = d["spec"].get("template", {}).get("spec") if "template" in d.get("spec", {}) else d.get("spec")
+        spec = (
+            d["spec"].get("template", {}).get("spec")
+            if "template" in d.get("spec", {})
+            else d.get("spec")
+        )
         for c in (spec or {}).get("containers", []) if isinstance(spec, dict) else []:
             images[f"{d['kind']}/{d['metadata']['name']}"] = c["image"]
     assert images, "no containers rendered"
@@ -509,7 +641,10 @@ def test_image_tag_defaults_to_app_version(default):
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["apiVersion"] == "v2"
     assert chart["appVersion"] and chart["appVersion"] != "latest"
-    assert container(default.get("Deployment", API))["image"] == f"wallet-stack/wallet-api:{chart['appVersion']}"
+    assert (
+        container(default.get("Deployment", API))["image"]
+        == f"wallet-stack/wallet-api:{chart['appVersion']}"
+    )
 
 
 def test_values_schema_is_valid_json():
@@ -554,17 +689,42 @@ def test_crd_check_catches_broken_objects(default):
     ir["spec"]["routes"][0].pop("match")
     ir["spec"]["routes"][0]["middlewares"] = [{"name": "missing-mw"}]
     ir["spec"]["tlss"] = {}
-    mw = {"apiVersion": "traefik.io/v1alpha1", "kind": "Middleware", "metadata": {"name": "x"},
-          "spec": {"basicAuth": {"users": ["a:b"]}}}
-    sm = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": {"name": "s"},
-          "spec": {"endpoints": [{"path": "/metrics", "relabelings": [{"action": "rename"}]}]}}
-    pr = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule", "metadata": {"name": "r"},
-          "spec": {"groups": [{"name": "g", "rules": [{"alert": "A", "record": "b", "expr": "up"}]}]}}
-    odd = {"apiVersion": "traefik.io/v1alpha1", "kind": "IngressRouteTCP", "metadata": {"name": "t"}, "spec": {}}
+    mw = {
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "Middleware",
+        "metadata": {"name": "x"},
+        "spec": {"basicAuth": {"users": ["a:b"]}},
+    }
+    sm = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": "s"},
+        "spec": {"endpoints": [{"path": "/metrics", "relabelings": [{"action": "rename"}]}]},
+    }
+    pr = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "r"},
+        "spec": {"groups": [{"name": "g", "rules": [{"alert": "A", "record": "b", "expr": "up"}]}]},
+    }
+    odd = {
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "IngressRouteTCP",
+        "metadata": {"name": "t"},
+        "spec": {},
+    }
     n, errors = check([ir, mw, sm, pr, odd])
     text = "\n".join(errors)
     assert n == 5
-    for needle in (".match: must be a non-empty string", "unknown field(s) ['tlss']", "Middleware/missing-mw",
-                   "basicAuth: unknown field(s) ['users']", "selector: required", "port or targetPort required",
-                   "action: invalid 'rename'", "exactly one of alert/record", "has no checker"):
+    for needle in (
+        ".match: must be a non-empty string",
+        "unknown field(s) ['tlss']",
+        "Middleware/missing-mw",
+        "basicAuth: unknown field(s) ['users']",
+        "selector: required",
+        "port or targetPort required",
+        "action: invalid 'rename'",
+        "exactly one of alert/record",
+        "has no checker",
+    ):
         assert needle in text, (needle, text)

@@ -1,5 +1,6 @@
 """Generated secrets are kept on upgrade: the chart's `lookup` calls, exercised
 with `helm install --dry-run=server` against a fake API server on loopback."""
+
 from __future__ import annotations
 
 import base64
@@ -15,7 +16,9 @@ CHART = HERE.parents[1] / "helm" / "wallet-stack"
 
 
 def _fake_api_module():
-    spec = importlib.util.spec_from_file_location("wallet_stack_fake_kube_api", HERE / "fake_kube_api.py")
+    spec = importlib.util.spec_from_file_location(
+        "wallet_stack_fake_kube_api", HERE / "fake_kube_api.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -33,7 +36,11 @@ STORED_HASH = "admin:$2a$10$abcdefghijklmnopqrstuuIKf86pdcwpO2sVQ5UzC4OF.Xfw8WGT
 EXISTING = {
     "wallet-stack-api-keys": {"api-keys": e("EXISTINGKEY")},
     "wallet-stack-redis-auth": {"redis-password": e("EXISTINGPW")},
-    "wallet-stack-basic-auth": {"users": e(STORED_HASH), "username": e("admin"), "password": e("abc")},
+    "wallet-stack-basic-auth": {
+        "users": e(STORED_HASH),
+        "username": e("admin"),
+        "password": e("abc"),
+    },
     "wallet-stack-tls": {"tls.crt": e("CRT"), "tls.key": e("KEY"), "ca.crt": e("CA")},
 }
 
@@ -43,16 +50,31 @@ def _dry_run_server(helm, tmp_path, secrets: dict, *sets: str) -> dict:
     with fake:
         kubeconfig = tmp_path / "kubeconfig"
         kubeconfig.write_text(fake.kubeconfig("wallet"))
-        args = [helm.binary, "install", "wallet-stack", str(CHART), "-n", "wallet", "--dry-run=server",
-                "--disable-openapi-validation", "--kubeconfig", str(kubeconfig)]
+        args = [
+            helm.binary,
+            "install",
+            "wallet-stack",
+            str(CHART),
+            "-n",
+            "wallet",
+            "--dry-run=server",
+            "--disable-openapi-validation",
+            "--kubeconfig",
+            str(kubeconfig),
+        ]
         for s in sets:
             args += ["--set", s]
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
+        proc = subprocess.run(
+            args, check=False, capture_output=True, text=True, timeout=120, env=env
+        )
     assert proc.returncode == 0, proc.stderr
     manifest = proc.stdout.split("MANIFEST:", 1)[1].split("NOTES:", 1)[0]
-    return {doc["metadata"]["name"]: doc for doc in yaml.safe_load_all(manifest)
-            if doc and doc["kind"] == "Secret"}
+    return {
+        doc["metadata"]["name"]: doc
+        for doc in yaml.safe_load_all(manifest)
+        if doc and doc["kind"] == "Secret"
+    }
 
 
 def test_existing_generated_secrets_are_kept(helm, tmp_path):
@@ -68,7 +90,8 @@ def test_existing_generated_secrets_are_kept(helm, tmp_path):
 
 def test_changed_user_rehashes_kept_password(helm, tmp_path):
     ba = _dry_run_server(helm, tmp_path, EXISTING, "whoami.enabled=true", "basicAuth.user=ops")[
-        "wallet-stack-basic-auth"]["data"]
+        "wallet-stack-basic-auth"
+    ]["data"]
     assert d(ba["username"]) == "ops" and d(ba["password"]) == "abc"
     assert d(ba["users"]).startswith("ops:$2")
 
@@ -83,5 +106,3 @@ def test_fresh_install_generates(helm, tmp_path):
     assert len(d(s["wallet-stack-api-keys"]["data"]["api-keys"])) == 40
     assert len(d(s["wallet-stack-redis-auth"]["data"]["redis-password"])) == 32
     assert d(s["wallet-stack-basic-auth"]["data"]["users"]).startswith("admin:$2")
-
-

@@ -23,7 +23,7 @@ class SlowStore(WalletStore):
 
     def commit(self, ops: Any, render: Any) -> list[Outcome]:
         self.batches.append(len(ops))
-        time.sleep(0.005)
+        time.sleep(0.02)
         return super().commit(ops, render)
 
 
@@ -59,7 +59,9 @@ def test_threads_on_one_wallet_share_transactions() -> None:
     wallet = store.get_wallet("hot")
     assert wallet is not None and wallet.balance == sum(10 * (1 + i) for i in range(16))
     assert sum(store.batches) == 160
-    assert len(store.batches) < 80, store.batches  # batched, not one transaction per op
+    # Batched, not one transaction per op: while one batch takes 20 ms, the other
+    # threads' ops queue up behind it.
+    assert len(store.batches) <= 40, store.batches
     seqs = sorted(o.entry.seq for o in outcomes if isinstance(o, Applied))
     assert seqs == list(range(1, 161))  # every op its own ledger entry
 

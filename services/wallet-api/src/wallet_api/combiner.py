@@ -37,8 +37,8 @@ class _Slot:
 class _Shard:
     def __init__(self) -> None:
         self.pending: list[_Slot] = []
-        self.mutex = threading.Lock()  # guards pending only, held briefly
-        self.leader = threading.Lock()  # held while a batch talks to Redis
+        self.leading = False  # a thread is committing a batch of this shard
+        self.cond = threading.Condition()  # guards both; signals finished batches
 
 
 class GroupCommitter:
@@ -56,16 +56,25 @@ class GroupCommitter:
         wallet_id = op.wallet_id if isinstance(op, MoneyOp) else op.source
         shard = self._shards[zlib.crc32(wallet_id.encode()) % len(self._shards)]
         slot = _Slot(op)
-        with shard.mutex:
+        with shard.cond:
             shard.pending.append(slot)
-        while not slot.done:
-            with shard.leader:
-                if slot.done:
-                    break
-                with shard.mutex:
-                    batch = shard.pending[: self.max_batch]
-                    del shard.pending[: self.max_batch]
-                self._commit(batch)
+            while not slot.done:
+                if shard.leading:
+                    # Followers learn their outcome from the notification, not by
+                    # taking a lock the next leader could grab first (barging would
+                    # let one thread commit alone, batch after batch).
+                    shard.cond.wait()
+                    continue
+                shard.leading = True
+                batch = shard.pending[: self.max_batch]
+                del shard.pending[: self.max_batch]
+                shard.cond.release()
+                try:
+                    self._commit(batch)
+                finally:
+                    shard.cond.acquire()
+                    shard.leading = False
+                    shard.cond.notify_all()
         if slot.error is not None:
             raise slot.error
         assert slot.outcome is not None

@@ -385,26 +385,26 @@ class WalletStore:
             if isinstance(op, MoneyOp)
             else [(op.source, EntryType.TRANSFER_OUT), (op.target, EntryType.TRANSFER_IN)]
         )
+        wallets: list[_WalletState] = []
         for wallet_id, _ in postings:
-            if states[wallet_id] is None:
+            state = states[wallet_id]
+            if state is None:
                 return Refused(WalletNotFound(f"wallet {wallet_id!r} does not exist"))
-        wallets = [states[w] for w, _ in postings]
-        currencies = {w.currency for w in wallets if w is not None}
+            wallets.append(state)
         try:
-            if len(currencies) > 1:
+            if len({w.currency for w in wallets}) > 1:
                 raise CurrencyMismatch(
-                    f"{postings[0][0]!r} holds {wallets[0].currency}, "  # type: ignore[union-attr]
-                    f"{postings[1][0]!r} holds {wallets[1].currency}"  # type: ignore[union-attr]
+                    f"{postings[0][0]!r} holds {wallets[0].currency}, "
+                    f"{postings[1][0]!r} holds {wallets[1].currency}"
                 )
             after = [
-                apply_entry(w.balance, kind, op.amount)  # type: ignore[union-attr]
+                apply_entry(w.balance, kind, op.amount)
                 for w, (_, kind) in zip(wallets, postings, strict=True)
             ]
         except DomainRefusal as refusal:
             return Refused(refusal)
         entries = []
         for (wallet_id, kind), state, balance in zip(postings, wallets, after, strict=True):
-            assert state is not None
             state.balance, state.seq, state.changed = balance, state.seq + 1, True
             counterpart = (
                 None
@@ -429,7 +429,7 @@ class WalletStore:
             if plan.probe is None:
                 plan.probe, plan.probe_expect = ("HEXISTS", entries_key(wallet_id), entry.id), "1"
             entries.append(entry)
-        currency = wallets[0].currency  # type: ignore[union-attr]
+        currency = wallets[0].currency
         if isinstance(op, MoneyOp):
             return Applied(entries[0], currency)
         return TransferApplied(entries[0], entries[1], currency)
