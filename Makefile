@@ -105,7 +105,8 @@ parity: venv images ## Compose vs Helm parity, and the chart's probes checked ag
 
 .PHONY: _parity
 _parity:
-	$(PY) -m pytest tests/parity -q $(call junit,parity)
+	docker build -q --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) -t $(WALLET_API_IMAGE) $(SERVICE)
+	WALLET_API_IMAGE=$(WALLET_API_IMAGE) $(PY) -m pytest tests/parity -q $(call junit,parity)
 
 .PHONY: integration
 integration: venv images ## Testcontainers suite: replicas sharing Redis, concurrency and faults

@@ -6,7 +6,7 @@ import logging
 
 import redis
 from flask import Flask, Response
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
 
@@ -42,12 +42,21 @@ def create_app(
         # itself and must answer 503 quickly when Redis is down.
         retry=Retry(ExponentialBackoff(cap=0.05, base=0.005), 1),
     )
+    health_client = None
+    if redis_client is None:
+        health_client = redis.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=min(settings.redis_timeout, 0.5),
+            socket_connect_timeout=min(settings.redis_timeout, 0.5),
+            retry=Retry(NoBackoff(), 0),
+        )
     metrics = init_metrics(app)
     store = WalletStore(
         client,
         idempotency_ttl=settings.idempotency_ttl,
         retry=RetryPolicy(max_attempts=settings.watch_max_attempts),
         metrics=metrics,
+        health_client=health_client,
     )
     app.extensions[EXTENSION] = WalletContext(
         settings=settings,

@@ -229,8 +229,12 @@ class WalletStore:
         retry: RetryPolicy | None = None,
         metrics: StoreMetrics | None = None,
         clock: Callable[[], str] = _now,
+        health_client: redis.Redis | None = None,
     ) -> None:
         self.redis = client
+        # Probes need a fast "no": a separate client with a short timeout and no
+        # retry, so a hung Redis answers /readyz with 503 within the probe timeout.
+        self.health_client = health_client or client
         self.idempotency_ttl = idempotency_ttl
         self.retry = retry or RetryPolicy()
         self.metrics: StoreMetrics = metrics or _NoMetrics()
@@ -240,7 +244,7 @@ class WalletStore:
 
     def ping(self) -> bool:
         try:
-            return bool(self.redis.ping())
+            return bool(self.health_client.ping())
         except redis.RedisError:
             return False
 

@@ -1,0 +1,1124 @@
+"""Compose <-> Helm parity checker of the wallet-stack.
+
+Both deployments are reduced to observations `(aspect, source, value)`. Within one
+aspect every observation - from compose files, the image's Dockerfile, the files
+compose mounts, or the rendered chart - must carry the same value. The checker
+reports each aspect whose values disagree, and each aspect only one side
+observed (a collector that silently found nothing must not pass).
+
+Compose is read the faithful way: `docker compose config --format json`, so
+`${X:-default}` interpolation is compose's own, with a throwaway `.env` that
+scripts/init-secrets.sh generates in a temp dir (fresh defaults, dummy secrets)
+and a scrubbed environment (no air-gap overrides, no real .env). Files compose
+mounts (traefik.yml, dynamic/*.yml, prometheus.yml) are found through the
+resolved bind mounts. The chart is rendered with `helm template` (defaults, the
+all-routes example, whoami on, every optional env key set).
+
+Deliberate differences are not aspects; they are listed in DESIGNED_DIFFERENCES
+(and documented in the chart README).
+
+CLI: python tests/parity/parity_check.py  -> prints the differences, exit 1 if any.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import posixpath
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kubelet_sim as ks
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILES = (ROOT / "docker-compose.traefik.yml", ROOT / "docker-compose.yml")
+CHART = ROOT / "helm" / "wallet-stack"
+EXAMPLES = ROOT / "helm" / "examples"
+ALL_ROUTES = EXAMPLES / "all-routes-monitoring.yaml"
+RELEASE, NAMESPACE = "wallet-stack", "wallet"
+API_SERVICE = "wallet-api"  # compose service name = chart component label
+REDIS_IMAGE_WORKDIR = "/data"  # upstream redis image (and stand-in): WORKDIR /data
+
+# Env vars only the chart sets, each with the compose equivalent.
+CHART_ONLY_ENV = {
+    "PORT": "compose relies on the image's ENV PORT (same value: aspect api.port)",
+    "REPLICA_ID": "compose: the app's default, the hostname (container id); chart: the pod name",
+    "REDIS_PASSWORD": "only feeds $(REDIS_PASSWORD) in REDIS_URL (kubelet expansion)",
+}
+
+# Where compose and chart differ on purpose (not checked as aspects).
+DESIGNED_DIFFERENCES = {
+    "api image tag": "compose builds wallet-stack/wallet-api:dev; the chart pins appVersion "
+    "(README: --set image.tag=dev, examples/airgap.yaml)",
+    "REDIS_URL host": "compose service `redis`; chart Service `<fullname>-redis` "
+    "(both checked to be the Redis service: aspect api.redis_url.host_is_redis_service)",
+    "http->https redirect router": "compose's `web` entrypoint router; on Kubernetes it belongs "
+    "to the Traefik installation (README)",
+    "whoami container port": "compose 80 (upstream default); chart 8080 unprivileged, Service port 80",
+    "replica label value": "compose: container IP; chart: pod name",
+    "credential storage": "compose usersFile/.env; chart Secrets",
+    "redis user/rootfs": "compose: image entrypoint starts as root, chowns /data, drops to uid 999 "
+    "(setpriv/gosu); chart: redis-server directly as 999, read-only rootfs, fsGroup owns the PVC",
+    "probe timings": "compose healthcheck (interval 10s/timeout 5s/start_period 20s) vs kubelet "
+    "probes (startup 2s x 30, liveness 10s/2s, readiness 5s/2s); Traefik LB check 5s/3s",
+}
+
+
+class ParityError(RuntimeError):
+    """The checker could not collect its inputs (missing tool, invalid file)."""
+
+
+# ================================================================ observations
+
+
+def freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), freeze(v)) for k, v in value.items()))
+    if isinstance(value, (set, frozenset)):
+        return frozenset(freeze(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, frozenset):
+        return "{" + ", ".join(sorted(map(repr, value))) + "}"
+    return repr(value)
+
+
+class Observations:
+    def __init__(self, side: str):
+        self.side = side
+        self.items: dict[str, list[tuple[str, Any]]] = {}
+
+    def add(self, aspect: str, source: str, value: Any) -> None:
+        self.items.setdefault(aspect, []).append(
+            (f"{self.side}: {source}", freeze(value))
+        )
+
+    def __repr__(self) -> str:
+        return f"Observations({self.side}, {len(self.items)} aspects)"
+
+
+def differences(*sides: Observations) -> list[str]:
+    """Human-readable list of disagreements; empty = parity."""
+    out: list[str] = []
+    for aspect in sorted(set().union(*(s.items for s in sides))):
+        missing = [s.side for s in sides if aspect not in s.items]
+        if missing:
+            present = [o for s in sides for o in s.items.get(aspect, [])]
+            out.append(
+                f"{aspect}: not observed on the {', '.join(missing)} side "
+                f"(only {'; '.join(f'{src} = {_fmt(v)}' for src, v in present)})"
+            )
+            continue
+        obs = [o for s in sides for o in s.items[aspect]]
+        if len({v for _, v in obs}) == 1:
+            continue
+        ref = obs[0][1]
+        lines = [f"{aspect}: values disagree"]
+        for src, v in obs:
+            line = f"    {src} = {_fmt(v)}"
+            if v != ref and isinstance(v, frozenset) and isinstance(ref, frozenset):
+                line += (
+                    f"  (missing {_fmt(ref - v)}, extra {_fmt(v - ref)} vs the first)"
+                )
+            lines.append(line)
+        out.append("\n".join(lines))
+    return out
+
+
+# ================================================================ small parsers
+
+
+def split_image(ref: str) -> tuple[str, str]:
+    """'repo/name:tag' -> ('repo/name', 'tag'); digests kept in the tag part."""
+    if "@" in ref:
+        repo, digest = ref.split("@", 1)
+        return repo, "@" + digest
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    if colon > slash:
+        return ref[:colon], ref[colon + 1 :]
+    return ref, "latest"
+
+
+def hosts_in(rule: str) -> list[str]:
+    return re.findall(r"Host\(`([^`]+)`\)", rule)
+
+
+def negated_prefixes(rule: str) -> tuple[str, ...]:
+    return tuple(re.findall(r"!\s*PathPrefix\(`([^`]+)`\)", rule))
+
+
+def redis_flags(args: list[str]) -> dict[str, str]:
+    """redis-server `--name value...` arguments -> {name: 'value ...'}."""
+    flags: dict[str, list[str]] = {}
+    current = None
+    for a in args:
+        if a.startswith("--"):
+            current = a[2:]
+            flags[current] = []
+        elif current is not None:
+            flags[current].append(a)
+    return {k: " ".join(v) for k, v in flags.items()}
+
+
+def url_in(text: str) -> tuple[str, int | None, str]:
+    m = re.search(r"https?://([^/:'\"\s]+)(?::(\d+|%s))?(/[^'\"\s]*)", text)
+    if not m:
+        raise ParityError(f"no URL in {text!r}")
+    port = int(m.group(2)) if m.group(2) and m.group(2).isdigit() else None
+    return m.group(1), port, m.group(3)
+
+
+def seconds(duration: str | float) -> float:
+    """Compose/Go duration ('30s', '1m30s', '500ms') -> seconds."""
+    if isinstance(duration, (int, float)):
+        return float(duration)
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 1e-6, "ns": 1e-9}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|ns|h|m|s)", duration)
+    if not parts or "".join(a + b for a, b in parts) != duration:
+        raise ParityError(f"duration {duration!r}")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        k, v = line.split("=", 1)
+        out[k.strip().removeprefix("export ").strip()] = v.strip().strip("'\"")
+    return out
+
+
+def dockerfile_stage(path: Path, target: str | None = None) -> list[tuple[str, str]]:
+    """Instructions of the build target (default: last stage), stages it is built
+    FROM included (e.g. `FROM build AS test`)."""
+    instructions: list[tuple[str, str]] = []
+    buf = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if line.startswith("#") or (not line and not buf):
+            continue
+        if line.endswith("\\"):
+            buf += line[:-1] + " "
+            continue
+        buf += line
+        instr, _, rest = buf.strip().partition(" ")
+        instructions.append((instr.upper(), rest.strip()))
+        buf = ""
+    stages: list[tuple[str | None, str, list[tuple[str, str]]]] = []
+    for instr, rest in instructions:
+        if instr == "FROM":
+            m = re.match(
+                r"(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", rest, re.IGNORECASE
+            )
+            stages.append((m.group(2), m.group(1), []))
+        elif stages:
+            stages[-1][2].append((instr, rest))
+    by_name = {name: (base, body) for name, base, body in stages if name}
+    _, base, body = next(s for s in stages if s[0] == target) if target else stages[-1]
+    chain = body
+    while base in by_name:
+        base, parent = by_name[base]
+        chain = parent + chain
+    return chain
+
+
+def dockerfile_env(stage: list[tuple[str, str]]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for instr, rest in stage:
+        if instr != "ENV":
+            continue
+        tokens = shlex.split(rest)
+        if tokens and "=" not in tokens[0]:  # legacy `ENV KEY value`
+            env[tokens[0]] = " ".join(tokens[1:])
+            continue
+        for t in tokens:
+            k, _, v = t.partition("=")
+            env[k] = v
+    return env
+
+
+# ================================================================ tools
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Only what docker/helm need: no air-gap overrides or secrets of the caller."""
+    keep = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH",
+            "DOCKER_TLS_VERIFY", "XDG_RUNTIME_DIR", "TMPDIR")  # fmt: skip
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.update(extra or {})
+    return env
+
+
+def require_docker_compose() -> None:
+    if not shutil.which("docker"):
+        raise ParityError(
+            "the parity check needs `docker compose` (Compose v2) to interpolate the compose files "
+            "faithfully; no `docker` CLI on PATH (air-gapped machine: scripts/airgap.sh installs it)"
+        )
+    proc = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True,
+                          env=clean_env(), check=False)  # fmt: skip
+    if proc.returncode != 0:
+        raise ParityError(
+            "the parity check needs `docker compose` (Compose v2); `docker compose version` failed: "
+            f"{proc.stderr.strip()} (air-gapped machine: scripts/airgap.sh installs it)"
+        )
+
+
+def fresh_env_file(directory: Path) -> Path:
+    """The .env a fresh `make secrets` writes (defaults + random secrets), in `directory`."""
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "init-secrets.sh")],
+        env=clean_env({"ROOT_DIR": str(directory)}),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise ParityError(
+            f"scripts/init-secrets.sh failed:\n{proc.stdout}{proc.stderr}"
+        )
+    return directory / ".env"
+
+
+def compose_config(
+    env_file: Path,
+    *,
+    files: Iterable[Path] = COMPOSE_FILES,
+    extra_env: Mapping[str, str] | None = None,
+) -> dict:
+    cmd = ["docker", "compose", "--env-file", str(env_file)]
+    for f in files:
+        cmd += ["-f", str(f)]
+    cmd += ["config", "--format", "json"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=clean_env(extra_env), capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    if proc.returncode != 0:
+        raise ParityError(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout)
+
+
+class Chart:
+    """helm template of the chart with extra values files applied to every render."""
+
+    def __init__(self, helm_binary: str, values_files: Iterable[Path] = ()):
+        self.helm = helm_binary
+        self.values_files = [Path(p) for p in values_files]
+
+    def render(
+        self,
+        *values_files: Path,
+        sets: Iterable[str] = (),
+        set_strings: Iterable[str] = (),
+    ) -> list[dict]:
+        import yaml
+
+        cmd = [self.helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+        for f in (*self.values_files, *values_files):
+            cmd += ["-f", str(f)]
+        for s in sets:
+            cmd += ["--set", s]
+        for s in set_strings:
+            cmd += ["--set-string", s]
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env=clean_env(), check=False
+        )
+        if proc.returncode != 0:
+            raise ParityError(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+        return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+    def values(self, *values_files: Path) -> dict:
+        """values.yaml with the values files merged in (helm's coalescing, enough for here)."""
+        import yaml
+
+        def merge(base: dict, over: Mapping) -> dict:
+            for k, v in over.items():
+                if v is None:
+                    base.pop(k, None)
+                elif isinstance(v, Mapping) and isinstance(base.get(k), dict):
+                    merge(base[k], v)
+                else:
+                    base[k] = copy.deepcopy(v)
+            return base
+
+        values = yaml.safe_load((CHART / "values.yaml").read_text())
+        for f in (*self.values_files, *values_files):
+            merge(values, yaml.safe_load(Path(f).read_text()) or {})
+        return values
+
+
+# ================================================================ compose side
+
+
+def _mounted(service: Mapping, target: str) -> Path:
+    """Host path of `target` inside the container, through the service's bind mounts."""
+    best = None
+    for v in service.get("volumes") or []:
+        if v.get("type") != "bind":
+            continue
+        t = v["target"].rstrip("/")
+        if (target == t or target.startswith(t + "/")) and (
+            best is None or len(t) > len(best[0])
+        ):
+            best = (t, Path(v["source"]))
+    if best is None:
+        raise ParityError(f"{target} is not bind-mounted into the service")
+    rel = posixpath.relpath(target, best[0])
+    return best[1] if rel == "." else best[1] / rel
+
+
+def _traefik_labels(service: Mapping) -> tuple[dict, dict]:
+    """docker-provider labels -> (routers, services)."""
+    routers: dict[str, dict] = {}
+    services: dict[str, dict] = {}
+    for key, value in (service.get("labels") or {}).items():
+        m = re.fullmatch(r"traefik\.http\.(routers|services)\.([^.]+)\.(.+)", key)
+        if m:
+            (routers if m.group(1) == "routers" else services).setdefault(
+                m.group(2), {}
+            )[m.group(3)] = value
+    return routers, services
+
+
+def _normalize_middleware(kind_and_spec: tuple[str, Mapping]) -> tuple:
+    """A middleware reduced to its behaviour (credential sources left out)."""
+    kind, spec = kind_and_spec
+    if kind == "basicAuth":
+        return ("basicAuth", spec.get("realm"), bool(spec.get("removeHeader")))
+    if kind == "redirectRegex":
+        return (
+            "redirectRegex",
+            spec.get("regex"),
+            spec.get("replacement"),
+            bool(spec.get("permanent")),
+        )
+    return (kind, freeze(spec))
+
+
+def observe_compose(
+    cfg: dict, *, env_example: Path = ROOT / ".env.example"
+) -> Observations:
+    import yaml
+
+    o = Observations("compose")
+    services = cfg["services"]
+    api, redis = services[API_SERVICE], services["redis"]
+    traefik, prometheus, whoami = (
+        services["traefik"],
+        services["prometheus"],
+        services["whoami"],
+    )
+
+    # ------------------------------------------------ wallet-api image and port
+    repo, _tag = split_image(api["image"])
+    o.add("api.image.repository", "wallet-api image", repo)
+    build = api["build"]
+    stage = dockerfile_stage(
+        Path(build["context"]) / build.get("dockerfile", "Dockerfile"),
+        build.get("target"),
+    )
+    image_env = dockerfile_env(stage)
+    env = api.get("environment") or {}
+    o.add(
+        "api.port",
+        "image ENV PORT (Dockerfile; compose does not set PORT)",
+        int(env.get("PORT") or image_env["PORT"]),
+    )
+    exposed = [
+        int(p.split("/")[0])
+        for instr, rest in stage
+        if instr == "EXPOSE"
+        for p in rest.split()
+    ]
+    o.add(
+        "api.port",
+        "Dockerfile EXPOSE",
+        exposed[0] if len(exposed) == 1 else tuple(exposed),
+    )
+    _, hc_port, hc_path = url_in(" ".join(api["healthcheck"]["test"]))
+    o.add("api.port", "compose healthcheck URL", hc_port)
+    o.add("api.probe.liveness.path", "compose healthcheck URL", hc_path)
+    healthcheck = next(rest for instr, rest in stage if instr == "HEALTHCHECK")
+    o.add(
+        "api.probe.liveness.path", "Dockerfile HEALTHCHECK URL", url_in(healthcheck)[2]
+    )
+
+    # ------------------------------------------------ wallet-api runtime / hardening
+    user = api.get("user") or next(
+        (rest for instr, rest in reversed(stage) if instr == "USER"), "0"
+    )
+    uid, _, gid = user.partition(":")
+    o.add(
+        "api.run_as",
+        "service user, else Dockerfile USER (uid, gid)",
+        (int(uid), int(gid or uid)),
+    )
+    o.add("api.no_new_privileges", "security_opt no-new-privileges",
+          any(opt in ("no-new-privileges", "no-new-privileges:true") for opt in api.get("security_opt") or []))  # fmt: skip
+    o.add("api.read_only_rootfs", "read_only", bool(api.get("read_only")))
+    o.add("api.capabilities_dropped", "cap_drop", set(api.get("cap_drop") or []))
+    writable = {t.split(":", 1)[0] for t in api.get("tmpfs") or []}
+    writable |= {v["target"] for v in api.get("volumes") or []}
+    o.add("api.writable_mounts", "tmpfs + volumes targets", writable)
+    o.add(
+        "api.replicas",
+        "deploy.replicas (WALLET_API_REPLICAS default)",
+        int((api.get("deploy") or {}).get("replicas", 1)),
+    )
+    o.add(
+        "api.termination_grace_seconds",
+        "stop_grace_period",
+        seconds(api.get("stop_grace_period", "10s")),
+    )
+
+    # ------------------------------------------------ wallet-api environment
+    o.add(
+        "api.env.required",
+        "wallet-api environment with a value",
+        {k for k, v in env.items() if v is not None},
+    )
+    optional = {k for k, v in env.items() if v is None}
+    o.add("api.env.chart_managed", "env with a value + CHART_ONLY_ENV (parity_check.py)",
+          {k for k, v in env.items() if v is not None} | set(CHART_ONLY_ENV))  # fmt: skip
+    o.add(
+        "api.env.optional",
+        "wallet-api environment without a value (pass-through)",
+        optional,
+    )
+    url = urlsplit(env["REDIS_URL"])
+    o.add(
+        "api.redis_url.shape",
+        "REDIS_URL (scheme, user, port, path)",
+        (url.scheme, url.username or "", url.port, url.path),
+    )
+    o.add(
+        "api.redis_url.host_is_redis_service",
+        "REDIS_URL host is the redis service",
+        url.hostname == "redis",
+    )
+
+    # ------------------------------------------------ redis
+    command = [c.replace("$$", "$") for c in (redis.get("command") or ["redis-server"])]
+    if command[:2] == ["sh", "-c"]:
+        command = shlex.split(command[2])
+    args = command[command.index("redis-server") + 1 :]
+    flags = redis_flags(args)
+    o.add("redis.persistence", "redis-server flags",
+          {"appendonly": flags.get("appendonly"), "appendfsync": flags.get("appendfsync")})  # fmt: skip
+    redis_env = redis.get("environment") or {}
+    secret_var = re.fullmatch(r"\$\{?(\w+)\}?", flags.get("requirepass", "") or "")
+    o.add(
+        "api.redis_url.password_is_redis_requirepass",
+        "REDIS_URL password == redis-server --requirepass",
+        bool(secret_var) and redis_env.get(secret_var.group(1)) == url.password,
+    )
+    o.add(
+        "redis.port",
+        "redis-server --port (default 6379)",
+        int(flags.get("port", "6379")),
+    )
+    o.add("redis.port", "REDIS_URL port", url.port)
+    data = [
+        v["target"] for v in redis.get("volumes") or [] if v.get("type") == "volume"
+    ]
+    o.add("redis.data_dir", "named volume target", tuple(data))
+    o.add(
+        "redis.data_dir",
+        "redis-server --dir (default: image WORKDIR)",
+        (flags.get("dir", REDIS_IMAGE_WORKDIR),),
+    )
+    o.add("redis.image", "redis image", redis["image"])
+
+    # ------------------------------------------------ traefik routing
+    static_cfg = yaml.safe_load(
+        _mounted(traefik, "/etc/traefik/traefik.yml").read_text()
+    )
+    dyn_dir = _mounted(traefik, static_cfg["providers"]["file"]["directory"])
+    file_http: dict[str, dict] = {"routers": {}, "middlewares": {}}
+    for f in sorted(dyn_dir.glob("*.y*ml")):
+        # Traefik renders Go templates ({{ env "X" }}) before parsing: neutralise them.
+        doc = yaml.safe_load(re.sub(r"\{\{.*?\}\}", "TEMPLATE", f.read_text())) or {}
+        for section, entries in file_http.items():
+            entries.update((doc.get("http") or {}).get(section) or {})
+
+    def middleware(ref: str) -> tuple:
+        name, _, provider = ref.partition("@")
+        if provider not in ("", "file"):
+            raise ParityError(f"middleware {ref}: only the file provider is modelled")
+        (kind, spec), = file_http["middlewares"][name].items()  # fmt: skip
+        return _normalize_middleware((kind, spec))
+
+    routes = set()
+    api_rule = None
+    for sname, svc in services.items():
+        if (svc.get("labels") or {}).get("traefik.enable") != "true":
+            continue
+        routers, lb_services = _traefik_labels(svc)
+        for r in routers.values():
+            target = r.get("service") or next(iter(lb_services))
+            port = int(lb_services[target]["loadbalancer.server.port"])
+            mws = tuple(
+                middleware(m.strip())
+                for m in r.get("middlewares", "").split(",")
+                if m.strip()
+            )
+            eps = tuple(
+                sorted(
+                    e.strip() for e in r.get("entrypoints", "").split(",") if e.strip()
+                )
+            )
+            routes.add((r["rule"], eps, r.get("tls") == "true", mws, port))
+            if sname == API_SERVICE:
+                api_rule = r["rule"]
+                o.add("api.port", "traefik label loadbalancer.server.port", port)
+                hc = lb_services[target].get("loadbalancer.healthcheck.path")
+                o.add(
+                    "api.probe.readiness.path",
+                    "traefik load-balancer healthcheck (readiness)",
+                    hc,
+                )
+            if sname == "whoami":
+                o.add(
+                    "whoami.health.path",
+                    "traefik load-balancer healthcheck",
+                    lb_services[target].get("loadbalancer.healthcheck.path"),
+                )
+    for r in file_http["routers"].values():
+        eps = tuple(sorted(r.get("entryPoints", [])))
+        if eps == ("web",):
+            continue  # http->https redirect: Traefik installation's job on Kubernetes
+        mws = tuple(middleware(m) for m in r.get("middlewares", []))
+        routes.add((r["rule"], eps, "tls" in r, mws, r["service"]))
+    o.add("routing.routes", "traefik routers (docker labels + file provider)", routes)
+    o.add(
+        "routing.hosts",
+        "Host() of every router",
+        {h for r in routes for h in hosts_in(r[0])},
+    )
+    o.add(
+        "routing.api.unrouted_prefixes",
+        "!PathPrefix() in the wallet-api router rule",
+        negated_prefixes(api_rule or ""),
+    )
+    o.add("whoami.image", "whoami image", whoami["image"])
+
+    # ------------------------------------------------ basic auth
+    o.add("basic_auth.user", "BASIC_AUTH_USER of a fresh init-secrets .env (traefik label)",
+          traefik["labels"]["io.wallet-stack.basic-auth-user"])  # fmt: skip
+    o.add(
+        "basic_auth.user",
+        ".env.example BASIC_AUTH_USER",
+        read_dotenv(env_example).get("BASIC_AUTH_USER"),
+    )
+
+    # ------------------------------------------------ prometheus
+    config_file = next(
+        a.split("=", 1)[1]
+        for a in prometheus["command"]
+        if a.startswith("--config.file=")
+    )
+    prom = yaml.safe_load(_mounted(prometheus, config_file).read_text())
+    g = prom.get("global", {})
+    o.add("prometheus.global", "prometheus.yml global",
+          {k: g.get(k) for k in ("scrape_interval", "scrape_timeout", "evaluation_interval", "external_labels")})  # fmt: skip
+    o.add("prometheus.rule_files", "prometheus.yml rule_files (resolved in the container)",
+          tuple(posixpath.join(posixpath.dirname(config_file), f) for f in prom.get("rule_files", [])))  # fmt: skip
+    jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
+    o.add("prometheus.jobs", "prometheus.yml job names", set(jobs))
+    api_job = next(
+        j
+        for j in jobs.values()
+        for sd in j.get("dns_sd_configs", [])
+        if API_SERVICE in sd["names"]
+    )
+    sd = api_job["dns_sd_configs"][0]
+    o.add("prometheus.api_job.discovers", "dns_sd_configs names (a compose service)",
+          next(n for n in sd["names"] if n in services))  # fmt: skip
+    o.add("prometheus.api_job.name", "job_name of the dns_sd job", api_job["job_name"])
+    o.add("api.port", "prometheus.yml dns_sd_configs port", int(sd["port"]))
+    o.add(
+        "api.metrics.path",
+        "prometheus.yml metrics_path",
+        api_job.get("metrics_path", "/metrics"),
+    )
+    o.add(
+        "api.metrics.interval",
+        "prometheus.yml (job or global)",
+        api_job.get("scrape_interval", g.get("scrape_interval", "1m")),
+    )
+    o.add(
+        "api.metrics.timeout",
+        "prometheus.yml (job or global)",
+        api_job.get("scrape_timeout", g.get("scrape_timeout", "10s")),
+    )
+    o.add("api.metrics.replica_label", "relabel_configs target replica",
+          any(r.get("target_label") == "replica" for r in api_job.get("relabel_configs", [])))  # fmt: skip
+    traefik_target = jobs["traefik"]["static_configs"][0]["targets"][0]
+    t_host, _, t_port = traefik_target.rpartition(":")
+    entrypoints = static_cfg["entryPoints"]
+    by_port = [
+        n for n, ep in entrypoints.items() if ep["address"].rsplit(":", 1)[-1] == t_port
+    ]
+    o.add("traefik.metrics.entrypoint", f"entrypoint of traefik.yml on the scrape target port {t_port}",
+          by_port[0] if len(by_port) == 1 and t_host == "traefik" else None)  # fmt: skip
+    o.add("traefik.metrics.entrypoint", "traefik.yml metrics.prometheus.entryPoint",
+          static_cfg["metrics"]["prometheus"]["entryPoint"])  # fmt: skip
+    api_router = next(r for r in _traefik_labels(api)[0].values())
+    o.add("traefik.api_service_label_prefix", "docker provider service name (<service>@docker)",
+          (api_router.get("service") or next(iter(_traefik_labels(api)[1]))) + "@")  # fmt: skip
+    rule_dir = _mounted(prometheus, posixpath.dirname(config_file))
+    prefixes = set()
+    for rf in prom.get("rule_files", []):
+        for f in rule_dir.glob(rf):
+            prefixes |= set(re.findall(r'service=~"([^".]+@)\.\*"', f.read_text()))
+    o.add("traefik.api_service_label_prefix", "service=~ selectors of the shared alert rules",
+          prefixes.pop() if len(prefixes) == 1 else frozenset(prefixes))  # fmt: skip
+    return o
+
+
+# ================================================================ chart side
+
+
+def _by_component(manifests: list[dict], kind: str, component: str) -> dict:
+    found = [
+        d
+        for d in manifests
+        if d["kind"] == kind
+        and d["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+        == component
+    ]
+    if len(found) != 1:
+        raise ParityError(
+            f"expected one {kind} of component {component}, found {len(found)}"
+        )
+    return found[0]
+
+
+def _service_port_to_container(
+    manifests: list[dict],
+    workload: dict,
+    container: dict,
+    svc_name: str,
+    port: int | str,
+) -> int:
+    """Service port (number or name) -> the container port it targets."""
+    svc = ks.find(manifests, "Service", svc_name)
+    if svc not in ks.services_selecting(manifests, workload):
+        raise ParityError(
+            f"Service {svc_name} does not select {workload['metadata']['name']}"
+        )
+    for p in svc["spec"]["ports"]:
+        if p["port"] == port or p.get("name") == port:
+            return ks.resolve_port(p.get("targetPort", p["port"]), container)
+    raise ParityError(f"Service {svc_name} has no port {port}")
+
+
+def observe_chart(chart: Chart) -> Observations:
+    import yaml
+
+    o = Observations("chart")
+    values = chart.values()
+    default = chart.render()
+    allr = chart.render(ALL_ROUTES)
+    with_whoami = chart.render(sets=("whoami.enabled=true",))
+    optional_keys = sorted(values["wallet"]["env"])
+    all_env = chart.render(
+        set_strings=tuple(f"wallet.env.{k}=1" for k in optional_keys)
+    )
+
+    dep = _by_component(default, "Deployment", API_SERVICE)
+    c = ks.container_of(dep, API_SERVICE)
+    api_env = ks.resolve_env(
+        c, default, pod_name=f"{dep['metadata']['name']}-0", namespace=NAMESPACE
+    )
+    env = dict(api_env)
+
+    # ------------------------------------------------ wallet-api image and port
+    o.add(
+        "api.image.repository", "values image.repository", values["image"]["repository"]
+    )
+    o.add("api.image.repository", "Deployment image", split_image(c["image"])[0])
+    ports = tuple(p["containerPort"] for p in c["ports"])
+    o.add(
+        "api.port",
+        "Deployment containerPort(s)",
+        ports[0] if len(ports) == 1 else ports,
+    )
+    o.add("api.port", "env PORT", int(env["PORT"]))
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        if probe in c:
+            o.add(
+                "api.port",
+                f"{probe} port",
+                ks.resolve_port(c[probe]["httpGet"]["port"], c),
+            )
+    ann = dep["spec"]["template"]["metadata"].get("annotations", {})
+    o.add(
+        "api.port",
+        "pod annotation prometheus.io/port",
+        int(ann.get("prometheus.io/port", 0)) or None,
+    )
+    o.add(
+        "api.metrics.path",
+        "pod annotation prometheus.io/path",
+        ann.get("prometheus.io/path"),
+    )
+    o.add("api.metrics.path", "values metrics.path", values["metrics"]["path"])
+
+    # ------------------------------------------------ runtime / hardening
+    pod = dep["spec"]["template"]["spec"]
+    sc = {**(pod.get("securityContext") or {}), **(c.get("securityContext") or {})}
+    o.add(
+        "api.run_as",
+        "securityContext (runAsUser, runAsGroup)",
+        (sc.get("runAsUser"), sc.get("runAsGroup")),
+    )
+    o.add(
+        "api.no_new_privileges",
+        "allowPrivilegeEscalation: false",
+        sc.get("allowPrivilegeEscalation") is False,
+    )
+    o.add(
+        "api.read_only_rootfs",
+        "readOnlyRootFilesystem",
+        bool(sc.get("readOnlyRootFilesystem")),
+    )
+    o.add(
+        "api.capabilities_dropped",
+        "capabilities.drop",
+        set((sc.get("capabilities") or {}).get("drop", [])),
+    )
+    o.add(
+        "api.writable_mounts",
+        "volumeMounts",
+        {m["mountPath"] for m in c.get("volumeMounts", [])},
+    )
+    o.add("api.replicas", "Deployment replicas", dep["spec"].get("replicas"))
+    o.add(
+        "api.termination_grace_seconds",
+        "terminationGracePeriodSeconds",
+        float(pod.get("terminationGracePeriodSeconds", 30)),
+    )
+
+    # ------------------------------------------------ probes
+    if "startupProbe" in c:
+        o.add(
+            "api.probe.liveness.path",
+            "startupProbe httpGet.path",
+            c["startupProbe"]["httpGet"]["path"],
+        )
+    o.add(
+        "api.probe.liveness.path",
+        "livenessProbe httpGet.path",
+        c["livenessProbe"]["httpGet"]["path"],
+    )
+    o.add(
+        "api.probe.readiness.path",
+        "readinessProbe httpGet.path",
+        c["readinessProbe"]["httpGet"]["path"],
+    )
+
+    # ------------------------------------------------ environment
+    names = [e["name"] for e in c["env"]]
+    o.add(
+        "api.env.required",
+        "Deployment env names minus the chart-only ones",
+        set(names) - set(CHART_ONLY_ENV),
+    )
+    o.add("api.env.optional", "values wallet.env keys", set(optional_keys))
+    c_all = ks.container_of(
+        _by_component(all_env, "Deployment", API_SERVICE), API_SERVICE
+    )
+    o.add("api.env.optional", "env names added when every wallet.env key is set",
+          {e["name"] for e in c_all["env"]} - set(names))  # fmt: skip
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    managed = set(
+        schema["properties"]["wallet"]["properties"]["env"]["propertyNames"]["not"][
+            "enum"
+        ]
+    )
+    o.add(
+        "api.env.chart_managed",
+        "values.schema.json wallet.env forbidden names",
+        managed,
+    )
+    o.add("api.env.chart_managed", "default Deployment env names", set(names))
+
+    # ------------------------------------------------ REDIS_URL and redis
+    sts = _by_component(default, "StatefulSet", "redis")
+    rc = ks.container_of(sts, "redis")
+    redis_env = dict(
+        ks.resolve_env(
+            rc, default, pod_name=f"{sts['metadata']['name']}-0", namespace=NAMESPACE
+        )
+    )
+    rargs = [
+        ks.expand(a, redis_env)
+        for a in (rc.get("command", [])[1:] + rc.get("args", []))
+    ]
+    flags = redis_flags(rargs)
+    url = urlsplit(env["REDIS_URL"])
+    o.add("api.redis_url.shape", "REDIS_URL after $(VAR) expansion",
+          (url.scheme, url.username or "", url.port, url.path))  # fmt: skip
+    redis_svcs = {s["metadata"]["name"] for s in ks.services_selecting(default, sts)}
+    o.add(
+        "api.redis_url.host_is_redis_service",
+        "REDIS_URL host is a Service selecting the redis pods",
+        url.hostname in redis_svcs,
+    )
+    o.add("api.redis_url.password_is_redis_requirepass", "REDIS_URL password == redis-server --requirepass",
+          url.password is not None and flags.get("requirepass") == url.password)  # fmt: skip
+    o.add("redis.persistence", "StatefulSet redis-server args",
+          {"appendonly": flags.get("appendonly"), "appendfsync": flags.get("appendfsync")})  # fmt: skip
+    o.add(
+        "redis.port",
+        "redis-server --port (default 6379)",
+        int(flags.get("port", "6379")),
+    )
+    o.add("redis.port", "REDIS_URL port", url.port)
+    o.add("redis.port", "redis containerPort", ks.resolve_port("redis", rc))
+    mounts = {m["name"]: m["mountPath"] for m in rc.get("volumeMounts", [])}
+    claims = [
+        t["metadata"]["name"] for t in sts["spec"].get("volumeClaimTemplates", [])
+    ]
+    o.add(
+        "redis.data_dir",
+        "volumeClaimTemplates mount paths",
+        tuple(mounts[n] for n in claims),
+    )
+    o.add(
+        "redis.data_dir", "redis-server --dir", (flags.get("dir", REDIS_IMAGE_WORKDIR),)
+    )
+    o.add("redis.image", "StatefulSet image", rc["image"])
+
+    # ------------------------------------------------ routing (every route on)
+    mw_by_name = {
+        d["metadata"]["name"]: _normalize_middleware(next(iter(d["spec"].items())))
+        for d in allr
+        if d["kind"] == "Middleware"
+    }
+    routes = set()
+    for ir in (d for d in allr if d["kind"] == "IngressRoute"):
+        for r in ir["spec"]["routes"]:
+            (svc,) = r["services"]
+            backend = (
+                svc["name"] if svc.get("kind") == "TraefikService" else svc["port"]
+            )
+            mws = tuple(mw_by_name[m["name"]] for m in r.get("middlewares", []))
+            routes.add(
+                (
+                    r["match"],
+                    tuple(sorted(ir["spec"]["entryPoints"])),
+                    "tls" in ir["spec"],
+                    mws,
+                    backend,
+                )
+            )
+    o.add(
+        "routing.routes", "IngressRoutes of examples/all-routes-monitoring.yaml", routes
+    )
+    o.add(
+        "routing.hosts",
+        "Host() of every IngressRoute",
+        {h for r in routes for h in hosts_in(r[0])},
+    )
+    o.add(
+        "routing.hosts",
+        "values ingress.hosts",
+        set(values["ingress"]["hosts"].values()),
+    )
+    ir_api = _by_component(
+        [d for d in default if d["kind"] == "IngressRoute"], "IngressRoute", API_SERVICE
+    )
+    (api_route,) = ir_api["spec"]["routes"]
+    o.add(
+        "routing.api.unrouted_prefixes",
+        "!PathPrefix() in the default wallet IngressRoute",
+        negated_prefixes(api_route["match"]),
+    )
+    o.add(
+        "routing.api.unrouted_prefixes",
+        "values ingress.wallet.excludePathPrefixes",
+        tuple(values["ingress"]["wallet"]["excludePathPrefixes"]),
+    )
+    (backend,) = api_route["services"]
+    o.add("api.port", "wallet IngressRoute -> Service -> targetPort",
+          _service_port_to_container(default, dep, c, backend["name"], backend["port"]))  # fmt: skip
+    who = _by_component(allr, "Deployment", "whoami")
+    wc = who["spec"]["template"]["spec"]["containers"][0]
+    o.add("whoami.image", "whoami Deployment image (whoami.enabled)", wc["image"])
+    o.add(
+        "whoami.health.path",
+        "whoami readinessProbe",
+        wc["readinessProbe"]["httpGet"]["path"],
+    )
+
+    # ------------------------------------------------ basic auth
+    o.add("basic_auth.user", "values basicAuth.user", values["basicAuth"]["user"])
+    ba = next(
+        d
+        for d in with_whoami
+        if d["kind"] == "Secret"
+        and d["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+        == "basic-auth"
+    )
+    o.add("basic_auth.user", "generated basic-auth Secret username (whoami.enabled)",
+          ks.secret_value(with_whoami, ba["metadata"]["name"], "username"))  # fmt: skip
+
+    # ------------------------------------------------ prometheus (ConfigMap)
+    cm = _by_component(
+        [
+            d
+            for d in default
+            if d["kind"] == "ConfigMap" and "prometheus.yml" in d.get("data", {})
+        ],
+        "ConfigMap",
+        "prometheus",
+    )
+    prom = yaml.safe_load(cm["data"]["prometheus.yml"])
+    g = prom.get("global", {})
+    o.add("prometheus.global", "ConfigMap prometheus.yml global",
+          {k: g.get(k) for k in ("scrape_interval", "scrape_timeout", "evaluation_interval", "external_labels")})  # fmt: skip
+    o.add(
+        "prometheus.rule_files",
+        "ConfigMap prometheus.yml rule_files",
+        tuple(prom.get("rule_files", [])),
+    )
+    jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
+    o.add("prometheus.jobs", "ConfigMap prometheus.yml job names", set(jobs))
+    pod_labels = ks.pod_labels(dep)
+
+    def selects_api(job: dict) -> bool:
+        for sd in job.get("kubernetes_sd_configs", []):
+            for sel in sd.get("selectors", []):
+                want = dict(kv.split("=", 1) for kv in sel["label"].split(","))
+                if want.items() <= pod_labels.items():
+                    return True
+        return False
+
+    api_job = next(j for j in jobs.values() if selects_api(j))
+    o.add("prometheus.api_job.discovers", "ConfigMap job selector -> pods of component",
+          pod_labels.get("app.kubernetes.io/component"))  # fmt: skip
+    o.add("prometheus.api_job.name", "ConfigMap job_name", api_job["job_name"])
+    keep = next(r for r in api_job["relabel_configs"]
+                if r.get("action") == "keep" and r.get("source_labels") == ["__meta_kubernetes_pod_container_port_name"])  # fmt: skip
+    o.add(
+        "api.port",
+        "ConfigMap job: kept container port name",
+        ks.resolve_port(keep["regex"], c),
+    )
+    o.add(
+        "api.metrics.path",
+        "ConfigMap job metrics_path",
+        api_job.get("metrics_path", "/metrics"),
+    )
+    o.add(
+        "api.metrics.interval",
+        "ConfigMap (job or global)",
+        api_job.get("scrape_interval", g.get("scrape_interval", "1m")),
+    )
+    o.add(
+        "api.metrics.timeout",
+        "ConfigMap (job or global)",
+        api_job.get("scrape_timeout", g.get("scrape_timeout", "10s")),
+    )
+    o.add("api.metrics.replica_label", "ConfigMap relabel_configs target replica",
+          any(r.get("target_label") == "replica" for r in api_job["relabel_configs"]))  # fmt: skip
+    tjob = jobs.get("traefik", {})
+    tkeep = [r for r in tjob.get("relabel_configs", []) if r.get("action") == "keep"]
+    o.add("traefik.metrics.entrypoint", "ConfigMap traefik job: kept container port name",
+          tkeep[0]["regex"] if tkeep else None)  # fmt: skip
+    rename = next(
+        (
+            r
+            for r in tjob.get("metric_relabel_configs", [])
+            if r.get("target_label") == "service"
+        ),
+        {},
+    )
+    o.add("traefik.api_service_label_prefix", "ConfigMap traefik metric_relabel replacement",
+          rename.get("replacement", "").split("${1}")[0] or None)  # fmt: skip
+
+    # ------------------------------------------------ prometheus-operator (all-routes example)
+    sm = _by_component(
+        [d for d in allr if d["kind"] == "ServiceMonitor"],
+        "ServiceMonitor",
+        API_SERVICE,
+    )
+    (ep,) = sm["spec"]["endpoints"]
+    dep_allr = _by_component(allr, "Deployment", API_SERVICE)
+    svc_name = next(s["metadata"]["name"] for s in ks.services_selecting(allr, dep_allr)
+                    if sm["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items())  # fmt: skip
+    o.add("api.port", "ServiceMonitor port -> Service -> targetPort",
+          _service_port_to_container(allr, dep_allr, ks.container_of(dep_allr, API_SERVICE), svc_name, ep["port"]))  # fmt: skip
+    o.add("api.metrics.path", "ServiceMonitor path", ep.get("path", "/metrics"))
+    o.add("api.metrics.interval", "ServiceMonitor interval", ep.get("interval"))
+    o.add(
+        "api.metrics.timeout", "ServiceMonitor scrapeTimeout", ep.get("scrapeTimeout")
+    )
+    relabel = ep.get("relabelings", [])
+    o.add("api.metrics.replica_label", "ServiceMonitor relabelings target replica",
+          any(r.get("targetLabel") == "replica" for r in relabel))  # fmt: skip
+    o.add("prometheus.api_job.name", "ServiceMonitor relabeling of job",
+          next((r.get("replacement") for r in relabel if r.get("targetLabel") == "job"), None))  # fmt: skip
+    return o
+
+
+# ================================================================ images (air-gapped mode)
+
+
+def observe_compose_images(cfg: dict) -> Observations:
+    o = Observations("compose")
+    for svc in (API_SERVICE, "redis", "whoami"):
+        o.add(f"image.{svc}", f"{svc} image", cfg["services"][svc]["image"])
+    return o
+
+
+def observe_chart_images(manifests: list[dict]) -> Observations:
+    o = Observations("chart")
+    for svc in (API_SERVICE, "redis", "whoami"):
+        workload = next(d for d in manifests if d["kind"] in ("Deployment", "StatefulSet")
+                        and d["metadata"]["labels"].get("app.kubernetes.io/component") == svc)  # fmt: skip
+        o.add(
+            f"image.{svc}",
+            f"{workload['kind']} image",
+            ks.container_of(workload, svc)["image"],
+        )
+    return o
+
+
+# ================================================================ CLI
+
+
+def main() -> int:
+    sys.path.insert(0, str(ROOT / "tests" / "helm"))
+    from conftest import _find_helm
+
+    require_docker_compose()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = compose_config(fresh_env_file(Path(tmp)))
+    diffs = differences(observe_compose(cfg), observe_chart(Chart(_find_helm())))
+    for d in diffs:
+        print(d)
+    print(f"{len(diffs)} difference(s)" if diffs else "compose and chart agree")
+    return 1 if diffs else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Compose and the Helm chart describe the same wallet-stack.
+
+The checker (parity_check.py) turns `docker compose config` (+ the Dockerfile and
+the files compose mounts) and `helm template` into observations per aspect;
+every aspect must agree. The mutation tests at the end prove the checker
+reports a difference when one side changes (it is not vacuous).
+
+Alert rules are byte-compared by tests/helm/test_chart.py; that test is reused
+here, not duplicated.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import parity_check as pc
+import pytest
+import yaml
+
+ROOT = pc.ROOT
+
+EXPECTED_ASPECTS = [
+    "api.image.repository",
+    "api.port",
+    "api.run_as",
+    "api.no_new_privileges",
+    "api.read_only_rootfs",
+    "api.capabilities_dropped",
+    "api.writable_mounts",
+    "api.replicas",
+    "api.termination_grace_seconds",
+    "api.env.required",
+    "api.env.optional",
+    "api.env.chart_managed",
+    "api.probe.liveness.path",
+    "api.probe.readiness.path",
+    "api.redis_url.shape",
+    "api.redis_url.host_is_redis_service",
+    "api.redis_url.password_is_redis_requirepass",
+    "api.metrics.path",
+    "api.metrics.interval",
+    "api.metrics.timeout",
+    "api.metrics.replica_label",
+    "basic_auth.user",
+    "routing.routes",
+    "routing.hosts",
+    "routing.api.unrouted_prefixes",
+    "whoami.image",
+    "whoami.health.path",
+    "redis.image",
+    "redis.persistence",
+    "redis.port",
+    "redis.data_dir",
+    "prometheus.global",
+    "prometheus.jobs",
+    "prometheus.rule_files",
+    "prometheus.api_job.discovers",
+    "prometheus.api_job.name",
+    "traefik.metrics.entrypoint",
+    "traefik.api_service_label_prefix",
+]
+
+
+def _for(aspect: str, diffs: list[str]) -> list[str]:
+    return [d for d in diffs if d.split(":", 1)[0] == aspect]
+
+
+@pytest.fixture(scope="module")
+def diffs(compose_obs, chart_obs) -> list[str]:
+    return pc.differences(compose_obs, chart_obs)
+
+
+def test_every_aspect_is_observed_on_both_sides(compose_obs, chart_obs):
+    assert sorted(compose_obs.items) == sorted(EXPECTED_ASPECTS)
+    assert sorted(chart_obs.items) == sorted(EXPECTED_ASPECTS)
+
+
+@pytest.mark.parametrize("aspect", EXPECTED_ASPECTS)
+def test_aspect_agrees(aspect, diffs):
+    found = _for(aspect, diffs)
+    assert not found, "\n".join(found)
+
+
+def test_no_difference_at_all(diffs):
+    """Catch-all (an aspect added to the checker but not to EXPECTED_ASPECTS)."""
+    assert not diffs, "\n\n".join(diffs)
+
+
+# ---------------------------------------------------------------- images
+
+
+def test_api_image_tag_mapping(compose_cfg, helm):
+    """Repository is equal (aspect api.image.repository); the tag differs by design:
+    compose builds `:dev` locally, the chart pins appVersion. Setting image.tag to the
+    compose tag must give exactly the compose image, and the README must say so."""
+    compose_image = compose_cfg["services"]["wallet-api"]["image"]
+    _, tag = pc.split_image(compose_image)
+    dep = helm.render(set_strings=(f"image.tag={tag}",)).get(
+        "Deployment", "wallet-stack-wallet-api"
+    )
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == compose_image
+    assert f"image.tag={tag}" in (pc.CHART / "README.md").read_text()
+    airgap = yaml.safe_load((pc.EXAMPLES / "airgap.yaml").read_text())
+    assert airgap["image"]["tag"] == tag, (
+        "examples/airgap.yaml runs the image compose builds"
+    )
+
+
+def test_airgap_images_match(compose_env_file, helm):
+    """Air-gapped mode: compose with .airgap.env vs the chart with examples/airgap.yaml."""
+    airgap_env = ROOT / ".airgap.env"
+    if not airgap_env.exists():
+        pytest.skip(".airgap.env not present (scripts/airgap.sh writes it)")
+    cfg = pc.compose_config(compose_env_file, extra_env=pc.read_dotenv(airgap_env))
+    chart = list(helm.render(pc.EXAMPLES / "airgap.yaml"))
+    found = pc.differences(
+        pc.observe_compose_images(cfg), pc.observe_chart_images(chart)
+    )
+    assert not found, "\n".join(found)
+
+
+# ---------------------------------------------------------------- routing
+
+
+def test_ingress_mode_routes_what_compose_routes(compose_obs, helm):
+    """Plain-Ingress mode cannot negate a path, so it lists prefixes instead: it must
+    route every API path compose routes and none of the prefixes compose keeps unrouted."""
+    (_, unrouted), *_ = compose_obs.items["routing.api.unrouted_prefixes"]
+    m = helm.render(pc.EXAMPLES / "ingress.yaml")
+    paths = [
+        p["path"]
+        for p in m.get("Ingress", "wallet-stack-wallet-api")["spec"]["rules"][0][
+            "http"
+        ]["paths"]
+    ]
+
+    def routed(path: str) -> bool:
+        return any(path == p or path.startswith(p.rstrip("/") + "/") for p in paths)
+
+    for prefix in unrouted:
+        assert not routed(prefix), f"ingress mode routes {prefix}, compose does not"
+        assert not any(p.startswith(prefix) for p in paths), (
+            f"ingress mode routes under {prefix}"
+        )
+    openapi = pytest.importorskip(
+        "wallet_api.openapi", reason="wallet_api not importable (source virtual.sh)"
+    )
+    app_paths = set(openapi.build_spec()["paths"]) | {
+        "/openapi.json",
+        "/docs",
+    }  # docs: docs/CONTRACT.md
+    missing = sorted(
+        p
+        for p in app_paths
+        if not any(p.startswith(x) for x in unrouted) and not routed(p)
+    )
+    assert not missing, (
+        f"compose routes {missing} but ingress.wallet.ingressPaths does not"
+    )
+
+
+# ---------------------------------------------------------------- alert rules (reused)
+
+
+def _helm_chart_tests():
+    spec = importlib.util.spec_from_file_location(
+        "wallet_stack_helm_test_chart", ROOT / "tests" / "helm" / "test_chart.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_alert_rules_shared_with_compose(helm, default):
+    """Reuses tests/helm/test_chart.py::test_rules_files_shared_with_compose (byte compare of
+    infra/prometheus/rules/*.yml with the chart's files/rules, ConfigMap and PrometheusRule)."""
+    _helm_chart_tests().test_rules_files_shared_with_compose(helm, default)
+
+
+# ---------------------------------------------------------------- the checker can fail
+
+CHART_MUTATIONS = [
+    pytest.param({"probes": {"readiness": {"path": "/ready"}}}, "api.probe.readiness.path", "/ready", id="readiness-path"),
+    pytest.param({"probes": {"liveness": {"path": "/live"}}}, "api.probe.liveness.path", "/live", id="liveness-path"),
+    pytest.param({"wallet": {"containerPort": 8080}}, "api.port", "8080", id="container-port"),
+    pytest.param({"wallet": {"extraEnv": [{"name": "FEATURE_X", "value": "1"}]}}, "api.env.required", "FEATURE_X", id="extra-env"),
+    pytest.param({"wallet": {"env": {"LOG_LEVEL": "DEBUG"}}}, "api.env.required", "LOG_LEVEL", id="env-default"),
+    pytest.param({"basicAuth": {"user": "ops"}}, "basic_auth.user", "ops", id="basic-auth-user"),
+    pytest.param({"ingress": {"hosts": {"wallet": "api.localhost"}}}, "routing.hosts", "api.localhost", id="wallet-host"),
+    pytest.param({"ingress": {"wallet": {"excludePathPrefixes": []}}}, "routing.api.unrouted_prefixes", "()", id="metrics-routed"),
+    pytest.param({"metrics": {"path": "/prom"}}, "api.metrics.path", "/prom", id="metrics-path"),
+    pytest.param({"metrics": {"prometheusConfig": {"traefik": {"portName": "web"}}}}, "traefik.metrics.entrypoint", "web", id="traefik-port"),
+    pytest.param({"redis": {"appendfsync": "everysec"}}, "redis.persistence", "everysec", id="appendfsync"),
+    pytest.param({"wallet": {"securityContext": {"capabilities": {"drop": []}}}}, "api.capabilities_dropped", "ALL", id="caps-kept"),
+    pytest.param({"replicaCount": 3}, "api.replicas", "3", id="replicas"),
+]  # fmt: skip
+
+COMPOSE_MUTATIONS = [
+    pytest.param({"services": {"wallet-api": {"labels": {"traefik.http.routers.wallet.rule": "Host(`wallet2.localhost`) && !PathPrefix(`/metrics`)"}}}},
+                 "routing.hosts", "wallet2.localhost", id="wallet-host"),
+    pytest.param({"services": {"wallet-api": {"labels": {"traefik.http.routers.wallet.rule": "Host(`wallet.localhost`)"}}}},
+                 "routing.api.unrouted_prefixes", "()", id="metrics-routed"),
+    pytest.param({"services": {"wallet-api": {"labels": {"traefik.http.services.wallet.loadbalancer.healthcheck.path": "/healthz"}}}},
+                 "api.probe.readiness.path", "/healthz", id="readiness-path"),
+    pytest.param({"services": {"wallet-api": {"environment": {"PORT": "8001"}}}}, "api.port", "8001", id="port"),
+    pytest.param({"services": {"wallet-api": {"environment": {"LOG_LEVEL": "${LOG_LEVEL:-INFO}"}}}},
+                 "api.env.optional", "LOG_LEVEL", id="env-default"),
+    pytest.param({"services": {"redis": {"command": ["sh", "-c", 'exec docker-entrypoint.sh redis-server --appendonly yes --appendfsync everysec --requirepass "$$REDISCLI_AUTH"']}}},
+                 "redis.persistence", "everysec", id="appendfsync"),
+    pytest.param({"services": {"whoami": {"image": "traefik/whoami:v1.10.0"}}}, "whoami.image", "v1.10.0", id="whoami-image"),
+    pytest.param({"services": {"wallet-api": {"read_only": False}}}, "api.read_only_rootfs", "False", id="writable-rootfs"),
+]  # fmt: skip
+
+
+def _assert_reported(found: list[str], aspect: str, needle: str) -> None:
+    hits = _for(aspect, found)
+    assert hits, f"the checker did not report {aspect}; it reported:\n" + "\n".join(
+        found
+    )
+    assert any(needle in h for h in hits), hits
+
+
+@pytest.mark.parametrize(("overlay", "aspect", "needle"), CHART_MUTATIONS)
+def test_checker_reports_chart_change(
+    overlay, aspect, needle, compose_obs, helm_binary, tmp_path: Path
+):
+    values = tmp_path / "mutated-values.yaml"
+    values.write_text(yaml.safe_dump(overlay))
+    mutated = pc.observe_chart(pc.Chart(helm_binary, values_files=[values]))
+    _assert_reported(pc.differences(compose_obs, mutated), aspect, needle)
+
+
+@pytest.mark.parametrize(("override", "aspect", "needle"), COMPOSE_MUTATIONS)
+def test_checker_reports_compose_change(
+    override, aspect, needle, compose_env_file, chart_obs, tmp_path: Path
+):
+    path = tmp_path / "docker-compose.override.yml"
+    path.write_text(yaml.safe_dump(override))
+    cfg = pc.compose_config(compose_env_file, files=(*pc.COMPOSE_FILES, path))
+    _assert_reported(pc.differences(pc.observe_compose(cfg), chart_obs), aspect, needle)
+
+
+def test_checker_reports_one_sided_aspect(compose_obs, chart_obs):
+    """An aspect a collector forgot on one side is a difference, not a pass."""
+    lopsided = pc.Observations("chart")
+    lopsided.items = {
+        k: v for k, v in chart_obs.items.items() if k != "redis.persistence"
+    }
+    _assert_reported(
+        pc.differences(compose_obs, lopsided),
+        "redis.persistence",
+        "not observed on the chart side",
+    )
