@@ -26,17 +26,13 @@ def _load(name: str, path: Path):
 
 
 # Importing it makes PyYAML importable (from .tools/venv if needed) before parity_check uses it.
-helm_conftest = _load(
-    "wallet_stack_helm_conftest", ROOT / "tests" / "helm" / "conftest.py"
-)
+helm_conftest = _load("wallet_stack_helm_conftest", ROOT / "tests" / "helm" / "conftest.py")
 
-import parity_check as pc
+import parity_check as pc  # noqa: E402 (needs PyYAML importable, see above)
 
 
 def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "docker: needs a Docker engine (starts containers)"
-    )
+    config.addinivalue_line("markers", "docker: needs a Docker engine (starts containers)")
 
 
 @pytest.fixture(scope="session")

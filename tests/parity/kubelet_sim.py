@@ -97,9 +97,7 @@ def container_of(workload: dict, name: str) -> dict:
     for c in pod_spec(workload)["containers"]:
         if c["name"] == name:
             return c
-    raise KeyError(
-        f"no container {name!r} in {workload['kind']}/{workload['metadata']['name']}"
-    )
+    raise KeyError(f"no container {name!r} in {workload['kind']}/{workload['metadata']['name']}")
 
 
 def services_selecting(manifests: Iterable[dict], workload: dict) -> list[dict]:
@@ -120,9 +118,7 @@ def resolve_port(port: int | str, container: Mapping) -> int:
     for p in container.get("ports", []):
         if p.get("name") == port:
             return int(p["containerPort"])
-    raise KeyError(
-        f"port {port!r} is not a named port of container {container['name']!r}"
-    )
+    raise KeyError(f"port {port!r} is not a named port of container {container['name']!r}")
 
 
 def secret_value(manifests: Iterable[dict], name: str, key: str) -> str | None:
@@ -171,14 +167,10 @@ def resolve_env(
                 path = src["fieldRef"]["fieldPath"]
                 fields = {"metadata.name": pod_name, "metadata.namespace": namespace}
                 if path not in fields:
-                    raise UnsupportedSpec(
-                        f"env {name}: fieldRef {path} is not simulated"
-                    )
+                    raise UnsupportedSpec(f"env {name}: fieldRef {path} is not simulated")
                 value = fields[path]
             else:
-                raise UnsupportedSpec(
-                    f"env {name}: valueFrom {sorted(src)} is not simulated"
-                )
+                raise UnsupportedSpec(f"env {name}: valueFrom {sorted(src)} is not simulated")
         else:
             value = expand(str(e.get("value", "")), resolved)
         if name not in resolved:
@@ -248,9 +240,7 @@ def docker_run_flags(
     csc = dict(container.get("securityContext") or {})
     unknown = (set(psc) | set(csc)) - _SC_KNOWN
     if unknown:
-        raise UnsupportedSpec(
-            f"securityContext fields not simulated: {sorted(unknown)}"
-        )
+        raise UnsupportedSpec(f"securityContext fields not simulated: {sorted(unknown)}")
     sc = {**psc, **csc}  # container-level wins
     flags: list[str] = []
     notes: list[str] = []
@@ -265,9 +255,7 @@ def docker_run_flags(
     groups = list(sc.get("supplementalGroups") or [])
     if psc.get("fsGroup") is not None:
         groups.append(psc["fsGroup"])
-        notes.append(
-            f"fsGroup {psc['fsGroup']} -> --group-add (volume chown not simulated)"
-        )
+        notes.append(f"fsGroup {psc['fsGroup']} -> --group-add (volume chown not simulated)")
     for g in dict.fromkeys(groups):
         flags += ["--group-add", str(g)]
     if sc.get("readOnlyRootFilesystem"):
@@ -289,9 +277,7 @@ def docker_run_flags(
     # RuntimeDefault = docker's default seccomp profile: nothing to add.
 
     volumes = {v["name"]: v for v in spec.get("volumes", [])}
-    claims = {
-        t["metadata"]["name"] for t in workload["spec"].get("volumeClaimTemplates", [])
-    }
+    claims = {t["metadata"]["name"] for t in workload["spec"].get("volumeClaimTemplates", [])}
     for m in container.get("volumeMounts", []):
         path, vol = m["mountPath"], volumes.get(m["name"])
         if m.get("subPath"):
@@ -367,9 +353,7 @@ def http_probe(
         resp.read()
         status = resp.status
     except (OSError, http.client.HTTPException) as exc:
-        return ProbeResult(
-            False, None, time.monotonic() - started, f"{type(exc).__name__}: {exc}"
-        )
+        return ProbeResult(False, None, time.monotonic() - started, f"{type(exc).__name__}: {exc}")
     finally:
         conn.close()
     elapsed = time.monotonic() - started

@@ -103,9 +103,7 @@ class Observations:
         self.items: dict[str, list[tuple[str, Any]]] = {}
 
     def add(self, aspect: str, source: str, value: Any) -> None:
-        self.items.setdefault(aspect, []).append(
-            (f"{self.side}: {source}", freeze(value))
-        )
+        self.items.setdefault(aspect, []).append((f"{self.side}: {source}", freeze(value)))
 
     def __repr__(self) -> str:
         return f"Observations({self.side}, {len(self.items)} aspects)"
@@ -131,9 +129,7 @@ def differences(*sides: Observations) -> list[str]:
         for src, v in obs:
             line = f"    {src} = {_fmt(v)}"
             if v != ref and isinstance(v, frozenset) and isinstance(ref, frozenset):
-                line += (
-                    f"  (missing {_fmt(ref - v)}, extra {_fmt(v - ref)} vs the first)"
-                )
+                line += f"  (missing {_fmt(ref - v)}, extra {_fmt(v - ref)} vs the first)"
             lines.append(line)
         out.append("\n".join(lines))
     return out
@@ -196,8 +192,8 @@ def seconds(duration: str | float) -> float:
 
 def read_dotenv(path: Path) -> dict[str, str]:
     out = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
         k, v = line.split("=", 1)
@@ -224,9 +220,7 @@ def dockerfile_stage(path: Path, target: str | None = None) -> list[tuple[str, s
     stages: list[tuple[str | None, str, list[tuple[str, str]]]] = []
     for instr, rest in instructions:
         if instr == "FROM":
-            m = re.match(
-                r"(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", rest, re.IGNORECASE
-            )
+            m = re.match(r"(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", rest, re.IGNORECASE)
             stages.append((m.group(2), m.group(1), []))
         elif stages:
             stages[-1][2].append((instr, rest))
@@ -291,9 +285,7 @@ def fresh_env_file(directory: Path) -> Path:
         check=False,
     )
     if proc.returncode != 0:
-        raise ParityError(
-            f"scripts/init-secrets.sh failed:\n{proc.stdout}{proc.stderr}"
-        )
+        raise ParityError(f"scripts/init-secrets.sh failed:\n{proc.stdout}{proc.stderr}")
     return directory / ".env"
 
 
@@ -336,9 +328,7 @@ class Chart:
             cmd += ["--set", s]
         for s in set_strings:
             cmd += ["--set-string", s]
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, env=clean_env(), check=False
-        )
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), check=False)
         if proc.returncode != 0:
             raise ParityError(f"{' '.join(cmd)} failed:\n{proc.stderr}")
         return [d for d in yaml.safe_load_all(proc.stdout) if d]
@@ -373,9 +363,7 @@ def _mounted(service: Mapping, target: str) -> Path:
         if v.get("type") != "bind":
             continue
         t = v["target"].rstrip("/")
-        if (target == t or target.startswith(t + "/")) and (
-            best is None or len(t) > len(best[0])
-        ):
+        if (target == t or target.startswith(t + "/")) and (best is None or len(t) > len(best[0])):
             best = (t, Path(v["source"]))
     if best is None:
         raise ParityError(f"{target} is not bind-mounted into the service")
@@ -390,9 +378,9 @@ def _traefik_labels(service: Mapping) -> tuple[dict, dict]:
     for key, value in (service.get("labels") or {}).items():
         m = re.fullmatch(r"traefik\.http\.(routers|services)\.([^.]+)\.(.+)", key)
         if m:
-            (routers if m.group(1) == "routers" else services).setdefault(
-                m.group(2), {}
-            )[m.group(3)] = value
+            (routers if m.group(1) == "routers" else services).setdefault(m.group(2), {})[
+                m.group(3)
+            ] = value
     return routers, services
 
 
@@ -411,9 +399,7 @@ def _normalize_middleware(kind_and_spec: tuple[str, Mapping]) -> tuple:
     return (kind, freeze(spec))
 
 
-def observe_compose(
-    cfg: dict, *, env_example: Path = ROOT / ".env.example"
-) -> Observations:
+def observe_compose(cfg: dict, *, env_example: Path = ROOT / ".env.example") -> Observations:
     import yaml
 
     o = Observations("compose")
@@ -441,10 +427,7 @@ def observe_compose(
         int(env.get("PORT") or image_env["PORT"]),
     )
     exposed = [
-        int(p.split("/")[0])
-        for instr, rest in stage
-        if instr == "EXPOSE"
-        for p in rest.split()
+        int(p.split("/")[0]) for instr, rest in stage if instr == "EXPOSE" for p in rest.split()
     ]
     o.add(
         "api.port",
@@ -455,9 +438,7 @@ def observe_compose(
     o.add("api.port", "compose healthcheck URL", hc_port)
     o.add("api.probe.liveness.path", "compose healthcheck URL", hc_path)
     healthcheck = next(rest for instr, rest in stage if instr == "HEALTHCHECK")
-    o.add(
-        "api.probe.liveness.path", "Dockerfile HEALTHCHECK URL", url_in(healthcheck)[2]
-    )
+    o.add("api.probe.liveness.path", "Dockerfile HEALTHCHECK URL", url_in(healthcheck)[2])
 
     # ------------------------------------------------ wallet-api runtime / hardening
     user = api.get("user") or next(
@@ -534,9 +515,7 @@ def observe_compose(
         int(flags.get("port", "6379")),
     )
     o.add("redis.port", "REDIS_URL port", url.port)
-    data = [
-        v["target"] for v in redis.get("volumes") or [] if v.get("type") == "volume"
-    ]
+    data = [v["target"] for v in redis.get("volumes") or [] if v.get("type") == "volume"]
     o.add("redis.data_dir", "named volume target", tuple(data))
     o.add(
         "redis.data_dir",
@@ -546,9 +525,7 @@ def observe_compose(
     o.add("redis.image", "redis image", redis["image"])
 
     # ------------------------------------------------ traefik routing
-    static_cfg = yaml.safe_load(
-        _mounted(traefik, "/etc/traefik/traefik.yml").read_text()
-    )
+    static_cfg = yaml.safe_load(_mounted(traefik, "/etc/traefik/traefik.yml").read_text())
     dyn_dir = _mounted(traefik, static_cfg["providers"]["file"]["directory"])
     file_http: dict[str, dict] = {"routers": {}, "middlewares": {}}
     for f in sorted(dyn_dir.glob("*.y*ml")):
@@ -574,15 +551,9 @@ def observe_compose(
             target = r.get("service") or next(iter(lb_services))
             port = int(lb_services[target]["loadbalancer.server.port"])
             mws = tuple(
-                middleware(m.strip())
-                for m in r.get("middlewares", "").split(",")
-                if m.strip()
+                middleware(m.strip()) for m in r.get("middlewares", "").split(",") if m.strip()
             )
-            eps = tuple(
-                sorted(
-                    e.strip() for e in r.get("entrypoints", "").split(",") if e.strip()
-                )
-            )
+            eps = tuple(sorted(e.strip() for e in r.get("entrypoints", "").split(",") if e.strip()))
             routes.add((r["rule"], eps, r.get("tls") == "true", mws, port))
             if sname == API_SERVICE:
                 api_rule = r["rule"]
@@ -629,9 +600,7 @@ def observe_compose(
 
     # ------------------------------------------------ prometheus
     config_file = next(
-        a.split("=", 1)[1]
-        for a in prometheus["command"]
-        if a.startswith("--config.file=")
+        a.split("=", 1)[1] for a in prometheus["command"] if a.startswith("--config.file=")
     )
     prom = yaml.safe_load(_mounted(prometheus, config_file).read_text())
     g = prom.get("global", {})
@@ -642,10 +611,7 @@ def observe_compose(
     jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
     o.add("prometheus.jobs", "prometheus.yml job names", set(jobs))
     api_job = next(
-        j
-        for j in jobs.values()
-        for sd in j.get("dns_sd_configs", [])
-        if API_SERVICE in sd["names"]
+        j for j in jobs.values() for sd in j.get("dns_sd_configs", []) if API_SERVICE in sd["names"]
     )
     sd = api_job["dns_sd_configs"][0]
     o.add("prometheus.api_job.discovers", "dns_sd_configs names (a compose service)",
@@ -672,9 +638,7 @@ def observe_compose(
     traefik_target = jobs["traefik"]["static_configs"][0]["targets"][0]
     t_host, _, t_port = traefik_target.rpartition(":")
     entrypoints = static_cfg["entryPoints"]
-    by_port = [
-        n for n, ep in entrypoints.items() if ep["address"].rsplit(":", 1)[-1] == t_port
-    ]
+    by_port = [n for n, ep in entrypoints.items() if ep["address"].rsplit(":", 1)[-1] == t_port]
     o.add("traefik.metrics.entrypoint", f"entrypoint of traefik.yml on the scrape target port {t_port}",
           by_port[0] if len(by_port) == 1 and t_host == "traefik" else None)  # fmt: skip
     o.add("traefik.metrics.entrypoint", "traefik.yml metrics.prometheus.entryPoint",
@@ -700,13 +664,10 @@ def _by_component(manifests: list[dict], kind: str, component: str) -> dict:
         d
         for d in manifests
         if d["kind"] == kind
-        and d["metadata"].get("labels", {}).get("app.kubernetes.io/component")
-        == component
+        and d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component
     ]
     if len(found) != 1:
-        raise ParityError(
-            f"expected one {kind} of component {component}, found {len(found)}"
-        )
+        raise ParityError(f"expected one {kind} of component {component}, found {len(found)}")
     return found[0]
 
 
@@ -720,9 +681,7 @@ def _service_port_to_container(
     """Service port (number or name) -> the container port it targets."""
     svc = ks.find(manifests, "Service", svc_name)
     if svc not in ks.services_selecting(manifests, workload):
-        raise ParityError(
-            f"Service {svc_name} does not select {workload['metadata']['name']}"
-        )
+        raise ParityError(f"Service {svc_name} does not select {workload['metadata']['name']}")
     for p in svc["spec"]["ports"]:
         if p["port"] == port or p.get("name") == port:
             return ks.resolve_port(p.get("targetPort", p["port"]), container)
@@ -738,9 +697,7 @@ def observe_chart(chart: Chart) -> Observations:
     allr = chart.render(ALL_ROUTES)
     with_whoami = chart.render(sets=("whoami.enabled=true",))
     optional_keys = sorted(values["wallet"]["env"])
-    all_env = chart.render(
-        set_strings=tuple(f"wallet.env.{k}=1" for k in optional_keys)
-    )
+    all_env = chart.render(set_strings=tuple(f"wallet.env.{k}=1" for k in optional_keys))
 
     dep = _by_component(default, "Deployment", API_SERVICE)
     c = ks.container_of(dep, API_SERVICE)
@@ -750,9 +707,7 @@ def observe_chart(chart: Chart) -> Observations:
     env = dict(api_env)
 
     # ------------------------------------------------ wallet-api image and port
-    o.add(
-        "api.image.repository", "values image.repository", values["image"]["repository"]
-    )
+    o.add("api.image.repository", "values image.repository", values["image"]["repository"])
     o.add("api.image.repository", "Deployment image", split_image(c["image"])[0])
     ports = tuple(p["containerPort"] for p in c["ports"])
     o.add(
@@ -842,16 +797,12 @@ def observe_chart(chart: Chart) -> Observations:
         set(names) - set(CHART_ONLY_ENV),
     )
     o.add("api.env.optional", "values wallet.env keys", set(optional_keys))
-    c_all = ks.container_of(
-        _by_component(all_env, "Deployment", API_SERVICE), API_SERVICE
-    )
+    c_all = ks.container_of(_by_component(all_env, "Deployment", API_SERVICE), API_SERVICE)
     o.add("api.env.optional", "env names added when every wallet.env key is set",
           {e["name"] for e in c_all["env"]} - set(names))  # fmt: skip
     schema = json.loads((CHART / "values.schema.json").read_text())
     managed = set(
-        schema["properties"]["wallet"]["properties"]["env"]["propertyNames"]["not"][
-            "enum"
-        ]
+        schema["properties"]["wallet"]["properties"]["env"]["propertyNames"]["not"]["enum"]
     )
     o.add(
         "api.env.chart_managed",
@@ -864,14 +815,9 @@ def observe_chart(chart: Chart) -> Observations:
     sts = _by_component(default, "StatefulSet", "redis")
     rc = ks.container_of(sts, "redis")
     redis_env = dict(
-        ks.resolve_env(
-            rc, default, pod_name=f"{sts['metadata']['name']}-0", namespace=NAMESPACE
-        )
+        ks.resolve_env(rc, default, pod_name=f"{sts['metadata']['name']}-0", namespace=NAMESPACE)
     )
-    rargs = [
-        ks.expand(a, redis_env)
-        for a in (rc.get("command", [])[1:] + rc.get("args", []))
-    ]
+    rargs = [ks.expand(a, redis_env) for a in (rc.get("command", [])[1:] + rc.get("args", []))]
     flags = redis_flags(rargs)
     url = urlsplit(env["REDIS_URL"])
     o.add("api.redis_url.shape", "REDIS_URL after $(VAR) expansion",
@@ -894,17 +840,13 @@ def observe_chart(chart: Chart) -> Observations:
     o.add("redis.port", "REDIS_URL port", url.port)
     o.add("redis.port", "redis containerPort", ks.resolve_port("redis", rc))
     mounts = {m["name"]: m["mountPath"] for m in rc.get("volumeMounts", [])}
-    claims = [
-        t["metadata"]["name"] for t in sts["spec"].get("volumeClaimTemplates", [])
-    ]
+    claims = [t["metadata"]["name"] for t in sts["spec"].get("volumeClaimTemplates", [])]
     o.add(
         "redis.data_dir",
         "volumeClaimTemplates mount paths",
         tuple(mounts[n] for n in claims),
     )
-    o.add(
-        "redis.data_dir", "redis-server --dir", (flags.get("dir", REDIS_IMAGE_WORKDIR),)
-    )
+    o.add("redis.data_dir", "redis-server --dir", (flags.get("dir", REDIS_IMAGE_WORKDIR),))
     o.add("redis.image", "StatefulSet image", rc["image"])
 
     # ------------------------------------------------ routing (every route on)
@@ -917,9 +859,7 @@ def observe_chart(chart: Chart) -> Observations:
     for ir in (d for d in allr if d["kind"] == "IngressRoute"):
         for r in ir["spec"]["routes"]:
             (svc,) = r["services"]
-            backend = (
-                svc["name"] if svc.get("kind") == "TraefikService" else svc["port"]
-            )
+            backend = svc["name"] if svc.get("kind") == "TraefikService" else svc["port"]
             mws = tuple(mw_by_name[m["name"]] for m in r.get("middlewares", []))
             routes.add(
                 (
@@ -930,9 +870,7 @@ def observe_chart(chart: Chart) -> Observations:
                     backend,
                 )
             )
-    o.add(
-        "routing.routes", "IngressRoutes of examples/all-routes-monitoring.yaml", routes
-    )
+    o.add("routing.routes", "IngressRoutes of examples/all-routes-monitoring.yaml", routes)
     o.add(
         "routing.hosts",
         "Host() of every IngressRoute",
@@ -975,19 +913,14 @@ def observe_chart(chart: Chart) -> Observations:
         d
         for d in with_whoami
         if d["kind"] == "Secret"
-        and d["metadata"].get("labels", {}).get("app.kubernetes.io/component")
-        == "basic-auth"
+        and d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "basic-auth"
     )
     o.add("basic_auth.user", "generated basic-auth Secret username (whoami.enabled)",
           ks.secret_value(with_whoami, ba["metadata"]["name"], "username"))  # fmt: skip
 
     # ------------------------------------------------ prometheus (ConfigMap)
     cm = _by_component(
-        [
-            d
-            for d in default
-            if d["kind"] == "ConfigMap" and "prometheus.yml" in d.get("data", {})
-        ],
+        [d for d in default if d["kind"] == "ConfigMap" and "prometheus.yml" in d.get("data", {})],
         "ConfigMap",
         "prometheus",
     )
@@ -1045,11 +978,7 @@ def observe_chart(chart: Chart) -> Observations:
     o.add("traefik.metrics.entrypoint", "ConfigMap traefik job: kept container port name",
           tkeep[0]["regex"] if tkeep else None)  # fmt: skip
     rename = next(
-        (
-            r
-            for r in tjob.get("metric_relabel_configs", [])
-            if r.get("target_label") == "service"
-        ),
+        (r for r in tjob.get("metric_relabel_configs", []) if r.get("target_label") == "service"),
         {},
     )
     o.add("traefik.api_service_label_prefix", "ConfigMap traefik metric_relabel replacement",
@@ -1069,9 +998,7 @@ def observe_chart(chart: Chart) -> Observations:
           _service_port_to_container(allr, dep_allr, ks.container_of(dep_allr, API_SERVICE), svc_name, ep["port"]))  # fmt: skip
     o.add("api.metrics.path", "ServiceMonitor path", ep.get("path", "/metrics"))
     o.add("api.metrics.interval", "ServiceMonitor interval", ep.get("interval"))
-    o.add(
-        "api.metrics.timeout", "ServiceMonitor scrapeTimeout", ep.get("scrapeTimeout")
-    )
+    o.add("api.metrics.timeout", "ServiceMonitor scrapeTimeout", ep.get("scrapeTimeout"))
     relabel = ep.get("relabelings", [])
     o.add("api.metrics.replica_label", "ServiceMonitor relabelings target replica",
           any(r.get("targetLabel") == "replica" for r in relabel))  # fmt: skip

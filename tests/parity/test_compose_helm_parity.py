@@ -102,9 +102,7 @@ def test_api_image_tag_mapping(compose_cfg, helm):
     assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == compose_image
     assert f"image.tag={tag}" in (pc.CHART / "README.md").read_text()
     airgap = yaml.safe_load((pc.EXAMPLES / "airgap.yaml").read_text())
-    assert airgap["image"]["tag"] == tag, (
-        "examples/airgap.yaml runs the image compose builds"
-    )
+    assert airgap["image"]["tag"] == tag, "examples/airgap.yaml runs the image compose builds"
 
 
 def test_airgap_images_match(compose_env_file, helm):
@@ -114,9 +112,7 @@ def test_airgap_images_match(compose_env_file, helm):
         pytest.skip(".airgap.env not present (scripts/airgap.sh writes it)")
     cfg = pc.compose_config(compose_env_file, extra_env=pc.read_dotenv(airgap_env))
     chart = list(helm.render(pc.EXAMPLES / "airgap.yaml"))
-    found = pc.differences(
-        pc.observe_compose_images(cfg), pc.observe_chart_images(chart)
-    )
+    found = pc.differences(pc.observe_compose_images(cfg), pc.observe_chart_images(chart))
     assert not found, "\n".join(found)
 
 
@@ -130,9 +126,7 @@ def test_ingress_mode_routes_what_compose_routes(compose_obs, helm):
     m = helm.render(pc.EXAMPLES / "ingress.yaml")
     paths = [
         p["path"]
-        for p in m.get("Ingress", "wallet-stack-wallet-api")["spec"]["rules"][0][
-            "http"
-        ]["paths"]
+        for p in m.get("Ingress", "wallet-stack-wallet-api")["spec"]["rules"][0]["http"]["paths"]
     ]
 
     def routed(path: str) -> bool:
@@ -140,9 +134,7 @@ def test_ingress_mode_routes_what_compose_routes(compose_obs, helm):
 
     for prefix in unrouted:
         assert not routed(prefix), f"ingress mode routes {prefix}, compose does not"
-        assert not any(p.startswith(prefix) for p in paths), (
-            f"ingress mode routes under {prefix}"
-        )
+        assert not any(p.startswith(prefix) for p in paths), f"ingress mode routes under {prefix}"
     openapi = pytest.importorskip(
         "wallet_api.openapi", reason="wallet_api not importable (source virtual.sh)"
     )
@@ -151,13 +143,9 @@ def test_ingress_mode_routes_what_compose_routes(compose_obs, helm):
         "/docs",
     }  # docs: docs/CONTRACT.md
     missing = sorted(
-        p
-        for p in app_paths
-        if not any(p.startswith(x) for x in unrouted) and not routed(p)
+        p for p in app_paths if not any(p.startswith(x) for x in unrouted) and not routed(p)
     )
-    assert not missing, (
-        f"compose routes {missing} but ingress.wallet.ingressPaths does not"
-    )
+    assert not missing, f"compose routes {missing} but ingress.wallet.ingressPaths does not"
 
 
 # ---------------------------------------------------------------- alert rules (reused)
@@ -215,9 +203,7 @@ COMPOSE_MUTATIONS = [
 
 def _assert_reported(found: list[str], aspect: str, needle: str) -> None:
     hits = _for(aspect, found)
-    assert hits, f"the checker did not report {aspect}; it reported:\n" + "\n".join(
-        found
-    )
+    assert hits, f"the checker did not report {aspect}; it reported:\n" + "\n".join(found)
     assert any(needle in h for h in hits), hits
 
 
@@ -244,9 +230,7 @@ def test_checker_reports_compose_change(
 def test_checker_reports_one_sided_aspect(compose_obs, chart_obs):
     """An aspect a collector forgot on one side is a difference, not a pass."""
     lopsided = pc.Observations("chart")
-    lopsided.items = {
-        k: v for k, v in chart_obs.items.items() if k != "redis.persistence"
-    }
+    lopsided.items = {k: v for k, v in chart_obs.items.items() if k != "redis.persistence"}
     _assert_reported(
         pc.differences(compose_obs, lopsided),
         "redis.persistence",

@@ -38,16 +38,12 @@ LABEL = "io.wallet-stack.test=parity-probes"
 API, REDIS = "wallet-api", "redis"
 
 
-def docker(
-    *args: str, timeout: float = 120, check: bool = True
-) -> subprocess.CompletedProcess:
+def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
     )
     if check and proc.returncode != 0:
-        raise AssertionError(
-            f"docker {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}"
-        )
+        raise AssertionError(f"docker {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
 
 
@@ -75,9 +71,9 @@ def images(helm) -> dict[str, str]:
         python_image = setting("PYTHON_IMAGE", "python:3.12-slim-bookworm")
         docker("build", "--build-arg", f"PYTHON_IMAGE={python_image}", "-t", api_image,
                str(ROOT / "services" / "wallet-api"), timeout=900)  # fmt: skip
-    chart_redis = ks.container_of(
-        helm.render().get("StatefulSet", "wallet-stack-redis"), REDIS
-    )["image"]
+    chart_redis = ks.container_of(helm.render().get("StatefulSet", "wallet-stack-redis"), REDIS)[
+        "image"
+    ]
     redis_image = setting("REDIS_IMAGE", chart_redis)
     if docker("image", "inspect", redis_image, check=False).returncode != 0:
         pytest.fail(
@@ -112,9 +108,7 @@ def manifests(helm, images, tmp_path_factory) -> list[dict]:
 class Pod:
     """One rendered workload run as one docker container."""
 
-    def __init__(
-        self, manifests: list[dict], kind: str, name: str, container: str, suffix: str
-    ):
+    def __init__(self, manifests: list[dict], kind: str, name: str, container: str, suffix: str):
         self.workload = ks.find(manifests, kind, name)
         self.container = ks.container_of(self.workload, container)
         self.pod_name = f"{name}-0" if kind == "StatefulSet" else f"{name}-{suffix}"
@@ -141,14 +135,10 @@ class Pod:
         docker(*cmd)
         for p in self.container.get("ports", []):
             out = docker("port", self.docker_name, f"{p['containerPort']}/tcp").stdout
-            self.ports[int(p["containerPort"])] = int(
-                out.splitlines()[0].rsplit(":", 1)[1]
-            )
+            self.ports[int(p["containerPort"])] = int(out.splitlines()[0].rsplit(":", 1)[1])
 
     def running(self) -> bool:
-        out = docker(
-            "inspect", "-f", "{{.State.Running}}", self.docker_name, check=False
-        ).stdout
+        out = docker("inspect", "-f", "{{.State.Running}}", self.docker_name, check=False).stdout
         return out.strip() == "true"
 
     def logs(self) -> str:
@@ -156,9 +146,7 @@ class Pod:
         return f"--- docker logs {self.docker_name}:\n{proc.stdout}{proc.stderr}"
 
     def http(self, probe_key: str) -> ks.ProbeResult:
-        return ks.http_probe(
-            self.container[probe_key], self.container, "127.0.0.1", self.ports
-        )
+        return ks.http_probe(self.container[probe_key], self.container, "127.0.0.1", self.ports)
 
     def exec(self, probe_key: str) -> ks.ProbeResult:
         return ks.exec_probe(self.container[probe_key], self.docker_name)
@@ -193,8 +181,7 @@ def stack(manifests, tmp_path_factory, request) -> Stack:
     # Redis, reachable under the name REDIS_URL uses: the Service selecting its pods.
     redis_host = pc.urlsplit(dict(s.api.env)["REDIS_URL"]).hostname
     selecting = {
-        svc["metadata"]["name"]
-        for svc in ks.services_selecting(manifests, s.redis.workload)
+        svc["metadata"]["name"] for svc in ks.services_selecting(manifests, s.redis.workload)
     }
     assert redis_host in selecting, (
         f"REDIS_URL host {redis_host} is not a Service of the redis pods {selecting}"
@@ -217,9 +204,7 @@ def stack(manifests, tmp_path_factory, request) -> Stack:
 
 
 def _report(stack: Stack, what: str, results) -> str:
-    return (
-        f"{what}: {[str(r) for r in results]}\n{stack.api.logs()}\n{stack.redis.logs()}"
-    )
+    return f"{what}: {[str(r) for r in results]}\n{stack.api.logs()}\n{stack.redis.logs()}"
 
 
 # ---------------------------------------------------------------- tests
@@ -236,9 +221,9 @@ def test_translation_is_what_the_manifest_asks(stack):
     assert "no-new-privileges" in host["SecurityOpt"]
     assert "/tmp" in host["Tmpfs"]
     assert config["Image"] == stack.api.container["image"]
-    assert not stack.api.container.get("command") and not stack.api.container.get(
-        "args"
-    ), "the Deployment uses the image ENTRYPOINT (gunicorn)"
+    assert not stack.api.container.get("command") and not stack.api.container.get("args"), (
+        "the Deployment uses the image ENTRYPOINT (gunicorn)"
+    )
     probe = "import os; open('/tmp/x', 'w').write('x'); open('/app/x', 'w')"
     proc = docker("exec", stack.api.docker_name, "python", "-c", probe, check=False)
     assert proc.returncode != 0 and "Read-only file system" in proc.stderr, proc.stderr
@@ -251,35 +236,26 @@ def test_redis_exec_probes_pass(stack):
     for key in ("livenessProbe", "readinessProbe"):
         result = stack.redis.exec(key)
         assert result.ok, f"{key}: {result}\n{stack.redis.logs()}"
-        assert (
-            result.elapsed
-            <= ks.probe_setting(stack.redis.container[key], "timeoutSeconds") + 1
-        )
+        assert result.elapsed <= ks.probe_setting(stack.redis.container[key], "timeoutSeconds") + 1
 
 
 def test_startup_probe_passes(stack):
     ok, results = stack.startup
     probe = stack.api.container["startupProbe"]
-    budget = ks.probe_setting(probe, "periodSeconds") * ks.probe_setting(
-        probe, "failureThreshold"
-    )
+    budget = ks.probe_setting(probe, "periodSeconds") * ks.probe_setting(probe, "failureThreshold")
     assert ok, _report(stack, f"startupProbe failed within {budget}s", results)
     print(f"\nstartupProbe passed after {len(results)} attempt(s), "
           f"{stack.timings['wallet-api startupProbe passed']:.1f}s after docker run (budget {budget}s)")  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    "probe_key", ["livenessProbe", "readinessProbe", "startupProbe"]
-)
+@pytest.mark.parametrize("probe_key", ["livenessProbe", "readinessProbe", "startupProbe"])
 def test_probe_answers_like_the_kubelet_wants(stack, probe_key):
     """Exactly the declared httpGet path and (named) port: 2xx/3xx within timeoutSeconds."""
     assert stack.startup[0], "startupProbe did not pass"
     probe = stack.api.container[probe_key]
     timeout = ks.probe_setting(probe, "timeoutSeconds")
     results = [stack.api.http(probe_key) for _ in range(5)]
-    assert all(r.ok for r in results), _report(
-        stack, f"{probe_key} {probe['httpGet']}", results
-    )
+    assert all(r.ok for r in results), _report(stack, f"{probe_key} {probe['httpGet']}", results)
     assert max(r.elapsed for r in results) <= timeout
     assert all(r.status == 200 for r in results)
 
