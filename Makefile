@@ -164,3 +164,7 @@ logs: ## Follow the stack's logs
 .PHONY: ps
 ps: ## Show the stack's containers and their health
 	$(COMPOSE_ALL) ps
+
+.PHONY: bench-stack
+bench-stack: ## Same wrk load through Traefik (HTTPS) and straight to one replica, with the ratio (runs `make up` if needed)
+	python3 $(SERVICE)/devtools/bench_stack.py $(BENCH_STACK_ARGS)

@@ -30,7 +30,10 @@ bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "16"))
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+# Longer than the proxy's idle timeout (Traefik keeps idle backend connections
+# for 90 s): if gunicorn closed first, a request Traefik sends on a connection
+# being closed would fail with 502 (and Traefik does not retry POSTs).
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "120"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # On SIGTERM, finish in-flight requests (money movements) before exiting.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
@@ -38,6 +41,8 @@ max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
 # The app writes its own JSON access log with request ids; gunicorn's would duplicate it.
 accesslog = None
+# gunicorn 27's control socket lives in $HOME, which is read-only in the image.
+control_socket_disable = True
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # Heartbeat files on tmpfs: a slow or read-only disk must not look like a hung worker.

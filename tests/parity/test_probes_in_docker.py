@@ -124,7 +124,10 @@ class Pod:
         env_file.touch(mode=0o600)
         env_file.write_text("".join(f"{k}={v}\n" for k, v in self.env))
         cmd = ["run", "-d", "--name", self.docker_name, "--hostname", self.pod_name[:63],
-               "--label", LABEL, "--network", network, "--env-file", str(env_file), *self.run.flags]  # fmt: skip
+               "--label", LABEL,
+               # Images built by compose carry its project labels; without this
+               # override `docker compose ps` would count these containers as the stack's.
+               "--label", "com.docker.compose.project=wallet-stack-parity", "--network", network, "--env-file", str(env_file), *self.run.flags]  # fmt: skip
         for alias in aliases:
             cmd += ["--network-alias", alias]
         for p in self.container.get("ports", []):

@@ -1,0 +1,131 @@
+"""The edge: basic auth on the admin hosts, TLS with the local CA, http -> https."""
+
+from __future__ import annotations
+
+import subprocess
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+import stack_support as ss
+
+pytestmark = pytest.mark.stack
+
+# host, path: the basic-auth protected hosts (acceptance: 401 without, 200 with credentials)
+PROTECTED = [
+    ("traefik.localhost", "/dashboard/"),
+    ("prometheus.localhost", "/"),
+    ("whoami.localhost", "/"),
+]
+
+
+@pytest.mark.parametrize(("host", "path"), PROTECTED, ids=[h for h, _ in PROTECTED])
+def test_basic_auth_required(stack: ss.Stack, http: requests.Session, host: str, path: str) -> None:
+    url = stack.url(host, path)
+
+    anonymous = http.get(url, timeout=ss.HTTP_TIMEOUT, allow_redirects=False)
+    assert anonymous.status_code == 401, anonymous.text[:200]
+    assert anonymous.headers.get("WWW-Authenticate", "").startswith("Basic "), anonymous.headers
+
+    wrong = http.get(url, auth=(stack.user, stack.password + "x"), timeout=ss.HTTP_TIMEOUT)
+    assert wrong.status_code == 401
+
+    # Prometheus answers / with 302 -> /graph: followed, with the credentials kept
+    # (same host).
+    ok = http.get(url, auth=stack.basic_auth, timeout=ss.HTTP_TIMEOUT)
+    assert ok.status_code == 200, f"{ok.url}: HTTP {ok.status_code} {ok.text[:200]}"
+    final = urlsplit(ok.url).path
+    ss.note(f"basic auth {host}{path}: 401 anonymous, 401 wrong password, 200 at {final}")
+
+
+def test_prometheus_root_redirect_and_health(stack: ss.Stack, http: requests.Session) -> None:
+    root = http.get(
+        stack.url("prometheus.localhost", "/"),
+        auth=stack.basic_auth,
+        timeout=ss.HTTP_TIMEOUT,
+        allow_redirects=False,
+    )
+    # Prometheus 2.x: /graph (Debian's build without the React UI: /classic/graph);
+    # Prometheus 3.x: /query.
+    assert root.status_code == 302
+    assert urlsplit(root.headers["Location"]).path in {"/graph", "/classic/graph", "/query"}
+    healthy = http.get(
+        stack.url("prometheus.localhost", "/-/healthy"),
+        auth=stack.basic_auth,
+        timeout=ss.HTTP_TIMEOUT,
+    )
+    assert healthy.status_code == 200
+
+
+def _curl(stack: ss.Stack, url: str, with_credentials: bool) -> subprocess.CompletedProcess[str]:
+    # Credentials go through a config on stdin (-K -), not argv: `ps` must not show them.
+    config = ""
+    if with_credentials:
+        user = f"{stack.user}:{stack.password}".replace("\\", "\\\\").replace('"', '\\"')
+        config = f'user = "{user}"\n'
+    return subprocess.run(
+        [
+            "curl",
+            "--silent",
+            "--show-error",
+            "--max-time",
+            "10",
+            "--cacert",
+            str(stack.ca_file),
+            "-K",
+            "-",
+            "--write-out",
+            "\nHTTP_CODE=%{http_code}",
+            url,
+        ],
+        input=config,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_whoami_through_curl(stack: ss.Stack) -> None:
+    """Acceptance: `curl --cacert .secrets/certs/ca.crt -u user:pass https://whoami.localhost/`
+    (curl resolves *.localhost to loopback itself)."""
+    url = stack.url("whoami.localhost", "/")
+    ok = _curl(stack, url, with_credentials=True)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.rstrip().endswith("HTTP_CODE=200"), ok.stdout[-300:]
+    assert "Hostname:" in ok.stdout
+    # The basic-auth middleware removes the credentials before proxying (removeHeader).
+    assert "authorization:" not in ok.stdout.lower()
+    anonymous = _curl(stack, url, with_credentials=False)
+    assert anonymous.returncode == 0, anonymous.stderr
+    assert anonymous.stdout.rstrip().endswith("HTTP_CODE=401")
+    hostname = next(line for line in ok.stdout.splitlines() if line.startswith("Hostname:"))
+    ss.note(f"curl https://whoami.localhost/: 200 with credentials ({hostname}), 401 without")
+
+
+def test_tls_is_verified_against_the_local_ca(stack: ss.Stack, http: requests.Session) -> None:
+    """The certificate check is real: the stack's certificate is not trusted by the
+    public CA bundle, and it does not cover a name outside its SANs."""
+    public = stack.session()
+    public.verify = True  # the default CA bundle, not the stack's CA
+    with public, pytest.raises(requests.exceptions.SSLError):
+        public.get(stack.url("whoami.localhost", "/"), timeout=ss.HTTP_TIMEOUT)
+    with pytest.raises(requests.exceptions.SSLError):
+        http.get(stack.url("not-in-the-certificate.localhost", "/"), timeout=ss.HTTP_TIMEOUT)
+
+
+@pytest.mark.parametrize(
+    "host", ["wallet.localhost", "whoami.localhost", "traefik.localhost", "prometheus.localhost"]
+)
+def test_http_redirects_to_https(stack: ss.Stack, http: requests.Session, host: str) -> None:
+    path = "/status?probe=1" if host == "wallet.localhost" else "/some/path?probe=1"
+    r = http.get(
+        stack.url(host, path, scheme="http"), timeout=ss.HTTP_TIMEOUT, allow_redirects=False
+    )
+    assert r.status_code in (301, 308), f"HTTP {r.status_code}"
+    assert r.headers["Location"] == stack.url(host, path), r.headers["Location"]
+    if host == "wallet.localhost":
+        followed = http.get(stack.url(host, "/status", scheme="http"), timeout=ss.HTTP_TIMEOUT)
+        assert followed.status_code == 200
+        assert followed.url == stack.url(host, "/status")
+        ss.note(f"http://{host}/status -> {r.status_code} {r.headers['Location']}")
