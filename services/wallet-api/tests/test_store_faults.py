@@ -16,6 +16,7 @@ from wallet_api.store import (
     Idempotency,
     KeyInUse,
     MoneyOp,
+    OutcomeUnknown,
     Refused,
     Replayed,
     RetryPolicy,
@@ -207,3 +208,23 @@ def test_retry_delay_is_jittered_and_capped() -> None:
     delays = [policy.delay(10) for _ in range(200)]
     assert all(0 <= d <= 0.05 for d in delays)
     assert len(set(delays)) > 100
+
+
+def test_lost_reply_with_redis_gone_is_outcome_unknown_not_unchanged(
+    store: WalletStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EXEC commits, its reply is lost and Redis cannot be asked: the store must not
+    claim that nothing changed."""
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise redis.ConnectionError("connection refused")
+
+    def cut_redis() -> None:
+        monkeypatch.setattr(store.redis, "execute_command", unreachable)
+        raise redis.ConnectionError("reset by peer")
+
+    _on_exec(monkeypatch, after=cut_redis)
+    with pytest.raises(OutcomeUnknown):
+        store.commit([MoneyOp(EntryType.DEPOSIT, "w", 100)], render)
+    monkeypatch.undo()
+    assert _balance(store, "w") == 100  # it had committed

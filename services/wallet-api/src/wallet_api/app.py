@@ -19,7 +19,13 @@ from wallet_api.observability import configure_logging, init_metrics, init_reque
 from wallet_api.problems import ProblemError, field_problem, problem, problem_response
 from wallet_api.routes import docs, health, wallets
 from wallet_api.service import WalletService
-from wallet_api.store import ContentionExhausted, RetryPolicy, StoreUnavailable, WalletStore
+from wallet_api.store import (
+    ContentionExhausted,
+    OutcomeUnknown,
+    RetryPolicy,
+    StoreUnavailable,
+    WalletStore,
+)
 
 log = logging.getLogger("wallet_api")
 
@@ -93,6 +99,21 @@ def _register_error_handlers(app: Flask) -> None:
                 "redis-unavailable",
                 "Service unavailable",
                 "the balance store is unreachable; nothing was changed, retry later",
+            ),
+            {"Retry-After": "1"},
+        )
+
+    @app.errorhandler(OutcomeUnknown)
+    def _unknown(exc: OutcomeUnknown) -> Response:
+        log.error("commit outcome unknown", extra={"error": str(exc)})
+        return problem_response(
+            problem(
+                503,
+                "outcome-unknown",
+                "Outcome unknown",
+                "the balance store became unreachable while committing; the operation may "
+                "have been applied. Retry with the same Idempotency-Key to get its result "
+                "(or read the wallet's transactions before sending it again without one)",
             ),
             {"Retry-After": "1"},
         )

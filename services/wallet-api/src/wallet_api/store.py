@@ -57,6 +57,11 @@ class ContentionExhausted(Exception):
     """Every WATCH/MULTI attempt lost a race; nothing was changed."""
 
 
+class OutcomeUnknown(Exception):
+    """EXEC was sent, its reply was lost and Redis cannot be asked whether it
+    committed: the operation may or may not have been applied."""
+
+
 def wallet_key(wallet_id: str) -> str:
     return f"w:{{w:{wallet_id}}}"
 
@@ -454,6 +459,7 @@ class WalletStore:
         pool: Any = self.redis.connection_pool
         for attempt in range(self.retry.max_attempts):
             decided: _Plan | None = None
+            exec_sent = False
             conn: Any = None
             try:
                 conn = pool.get_connection()
@@ -463,6 +469,7 @@ class WalletStore:
                     self._roundtrip(conn, [("UNWATCH",)])
                     return decided.outcomes
                 block = [("MULTI",), *decided.writes, ("EXEC",)]
+                exec_sent = True
                 if self._roundtrip(conn, block)[-1] is not None:
                     return decided.outcomes
                 conflict: Exception = redis.WatchError("watched key changed")
@@ -471,8 +478,13 @@ class WalletStore:
                     conn.disconnect()  # its WATCH state is unknowable now
                     pool.release(conn)
                     conn = None
-                if decided is not None and decided.writes and self._landed(decided):
-                    return decided.outcomes
+                if exec_sent and decided is not None:
+                    try:
+                        if self._landed(decided):
+                            return decided.outcomes
+                    except StoreUnavailable:
+                        # Neither "applied" nor "nothing changed" would be true.
+                        raise OutcomeUnknown(str(exc)) from exc
                 if not self.ping():
                     raise StoreUnavailable(str(exc)) from exc
                 conflict = exc
