@@ -26,14 +26,16 @@ except ConfigError as exc:
 
 wsgi_app = "wallet_api:create_app()"
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104
-# gthread: measured best for this workload (see README, "Choosing the worker class").
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+# gevent: measured best for this workload (README, "Choosing the worker class").
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "16"))
-# Longer than the proxy's idle timeout (Traefik keeps idle backend connections
-# for 90 s): if gunicorn closed first, a request Traefik sends on a connection
-# being closed would fail with 502 (and Traefik does not retry POSTs).
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "120"))
+threads = int(os.environ.get("GUNICORN_THREADS", "16"))  # gthread only
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))  # gevent
+# The proxy in front must drop idle upstream connections sooner (Traefik:
+# serversTransport idleConnTimeout 3 s in infra/traefik and the chart), or a
+# request sent on a connection gunicorn is closing fails with 502. Kept short
+# because idle keep-alive connections hold up a gevent worker's graceful stop.
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # On SIGTERM, finish in-flight requests (money movements) before exiting.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))

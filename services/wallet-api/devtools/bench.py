@@ -118,6 +118,7 @@ def bench(args: argparse.Namespace) -> int:
                 workers=args.workers,
                 threads=args.threads,
                 worker_class=args.worker_class,
+                extra_env={"COMMIT_SHARDS": str(args.commit_shards)},
             ) as api,
         ):
             _seed(rs.url, "bench", SPREAD)
@@ -166,8 +167,9 @@ def bench(args: argparse.Namespace) -> int:
 def _print(results: list[Result], args: argparse.Namespace) -> None:
     base = results[0].rps
     print(
-        f"\nwallet-api bench: gunicorn {args.worker_class} "
-        f"workers={args.workers} threads={args.threads}, "
+        f"\nwallet-api bench: gunicorn {args.worker_class} workers={args.workers}"
+        + (f" threads={args.threads}" if args.worker_class == "gthread" else "")
+        + f", COMMIT_SHARDS={args.commit_shards}, "
         f"wrk -t2 -c{args.connections} -d{args.duration}s, redis appendfsync always unless noted\n"
     )
     print(
@@ -200,8 +202,9 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=5, help="seconds per scenario (default 5)")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=16)
-    parser.add_argument("--worker-class", default="gthread", choices=["gthread", "sync", "gevent"])
+    parser.add_argument("--threads", type=int, default=16, help="gthread only")
+    parser.add_argument("--commit-shards", type=int, default=1, help="COMMIT_SHARDS")
+    parser.add_argument("--worker-class", default="gevent", choices=["gevent", "gthread", "sync"])
     parser.add_argument("--no-compare-fsync", dest="compare_fsync", action="store_false")
     args = parser.parse_args()
     if not 1 <= args.duration <= 60:

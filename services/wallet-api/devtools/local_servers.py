@@ -125,7 +125,7 @@ def api_server(
     *,
     workers: int = 2,
     threads: int = 16,
-    worker_class: str = "gthread",
+    worker_class: str = "gevent",
     replica_id: str = "local",
     extra_env: dict[str, str] | None = None,
     log_path: str | None = None,

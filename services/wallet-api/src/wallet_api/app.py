@@ -67,7 +67,7 @@ def create_app(
     app.extensions[EXTENSION] = WalletContext(
         settings=settings,
         store=store,
-        service=WalletService(store, metrics),
+        service=WalletService(store, metrics, commit_shards=settings.commit_shards),
         api_keys=ApiKeys(settings.api_keys),
     )
     init_request_logging(app, settings.replica_id)

@@ -31,6 +31,7 @@ class Settings:
     idempotency_ttl: int = 86_400
     max_amount: int = 10_000_000_000
     watch_max_attempts: int = 12
+    commit_shards: int = 1
     redis_timeout: float = 2.0
     max_body_bytes: int = 16_384
     log_level: str = "INFO"
@@ -55,6 +56,7 @@ class Settings:
             idempotency_ttl=get("IDEMPOTENCY_TTL_SECONDS", _int_between(60, 30 * 86_400), 86_400),
             max_amount=get("MAX_AMOUNT", _int_between(1, MAX_SAFE_BALANCE), 10_000_000_000),
             watch_max_attempts=get("WATCH_MAX_ATTEMPTS", _int_between(1, 100), 12),
+            commit_shards=get("COMMIT_SHARDS", _int_between(1, 64), 1),
             redis_timeout=get("REDIS_TIMEOUT_SECONDS", _float_between(0.05, 60.0), 2.0),
             max_body_bytes=get("MAX_BODY_BYTES", _int_between(256, 1_048_576), 16_384),
             log_level=get("LOG_LEVEL", _log_level, "INFO"),

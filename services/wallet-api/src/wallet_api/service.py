@@ -125,10 +125,12 @@ _OUTCOME_LABELS: dict[type, str] = {
 
 
 class WalletService:
-    def __init__(self, store: WalletStore, metrics: OperationMetrics) -> None:
+    def __init__(
+        self, store: WalletStore, metrics: OperationMetrics, *, commit_shards: int = 1
+    ) -> None:
         self.store = store
         self.metrics = metrics
-        self.committer = GroupCommitter(store, render)
+        self.committer = GroupCommitter(store, render, shards=commit_shards)
 
     def create_wallet(self, wallet_id: str | None, currency: str) -> ApiResponse:
         wallet = self.store.create_wallet(wallet_id or uuid.uuid4().hex, currency)

@@ -367,17 +367,17 @@ class WalletStore:
             if idem is not None and recorded:
                 claimed[idem.redis_key] = idem.fingerprint
                 response = render(op, outcome)
-                record = {
-                    "fingerprint": idem.fingerprint,
-                    "op": op.id,
-                    "status": response.status,
-                    "body": response.body,
-                }
-                plan.writes.append(
-                    ("SET", idem.redis_key, json.dumps(record), "EX", self.idempotency_ttl)
+                record = json.dumps(
+                    {
+                        "fingerprint": idem.fingerprint,
+                        "op": op.id,
+                        "status": response.status,
+                        "body": response.body,
+                    }
                 )
+                plan.writes.append(("SET", idem.redis_key, record, "EX", self.idempotency_ttl))
                 if plan.probe is None:
-                    plan.probe, plan.probe_expect = ("GET", idem.redis_key), json.dumps(record)
+                    plan.probe, plan.probe_expect = ("GET", idem.redis_key), record
         for wallet_id, state in states.items():
             if state is not None and state.changed:
                 plan.writes.append(
