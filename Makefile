@@ -71,7 +71,7 @@ dev: venv ## Run the API with gunicorn on 127.0.0.1:PORT, default 8000 (starts a
 
 .PHONY: bench
 bench: venv ## Benchmark: wrk load on gunicorn + redis on 127.0.0.1, ratios vs /healthz
-	cd $(SERVICE) && ../../$(PY) -m devtools.bench
+	cd $(SERVICE) && ../../$(PY) -m devtools.bench $(BENCH_ARGS)
 
 # -- Containers --------------------------------------------------------------
 
