@@ -5,8 +5,9 @@ kubernetes-validate only knows built-in kinds, so it skips (WARNs on) the
 Traefik and prometheus-operator objects. This checker covers them: apiVersion,
 kind, required fields, allowed keys (a hand-written subset of the upstream CRD
 schemas, traefik.io/v1alpha1 for Traefik v3 and monitoring.coreos.com/v1) and
-references between rendered objects (IngressRoute -> Middleware/Service,
-Middleware -> Secret).
+references between rendered objects (IngressRoute -> Middleware/Service/
+ServersTransport, Middleware -> Secret, Service serverstransport annotation ->
+ServersTransport).
 
 Usage: crd_check.py RENDERED.yaml...   (exit 1 on any problem)
 As a module: check_documents(list_of_dicts) -> (n_crd_objects, [errors]).
@@ -14,6 +15,7 @@ As a module: check_documents(list_of_dicts) -> (n_crd_objects, [errors]).
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
@@ -26,6 +28,7 @@ MONITORING = "monitoring.coreos.com/v1"
 CRD_KINDS = {
     "IngressRoute": TRAEFIK,
     "Middleware": TRAEFIK,
+    "ServersTransport": TRAEFIK,
     "ServiceMonitor": MONITORING,
     "PrometheusRule": MONITORING,
 }
@@ -77,6 +80,32 @@ MIDDLEWARE_TYPES = {
     "stripPrefixRegex",
 }
 BASICAUTH_KEYS = {"headerField", "realm", "removeHeader", "secret"}
+# serverstransports.traefik.io v1alpha1 (Traefik v3)
+SERVERSTRANSPORT_SPEC = {
+    "certificatesSecrets",
+    "cipherSuites",
+    "disableHTTP2",
+    "forwardingTimeouts",
+    "insecureSkipVerify",
+    "maxIdleConnsPerHost",
+    "maxVersion",
+    "minVersion",
+    "peerCertURI",
+    "rootCAs",
+    "rootCAsSecrets",
+    "serverName",
+    "spiffe",
+}
+FORWARDING_TIMEOUTS = {
+    "dialTimeout",
+    "idleConnTimeout",
+    "pingTimeout",
+    "readIdleTimeout",
+    "responseHeaderTimeout",
+}
+# the CRD's pattern for every forwardingTimeouts field (int-or-string)
+DURATION_RE = re.compile(r"^([0-9]+(ns|us|µs|ms|s|m|h)?)+$")
+SERVICE_SERVERSTRANSPORT_ANNOTATION = "traefik.ingress.kubernetes.io/service.serverstransport"
 SM_SPEC = {
     "attachMetadata",
     "bodySizeLimit",
@@ -238,6 +267,11 @@ def check_ingressroute(name: str, spec: dict, errors: list) -> list:
                     errors.append(f"{sw}.port: Service needs a port (int or name)")
                 if "namespace" not in s:
                     refs.append(("Service", s.get("name")))
+            st = s.get("serversTransport")
+            if st is not None:
+                _nonempty_str(f"{sw}.serversTransport", st, errors)
+                if isinstance(st, str) and "@" not in st:  # same namespace, this provider
+                    refs.append(("ServersTransport", st))
     tls = spec.get("tls")
     if tls is not None:
         _unknown(f"{name}.spec.tls", tls, TLS_KEYS, errors)
@@ -260,6 +294,25 @@ def check_middleware(name: str, spec: dict, errors: list) -> list:
             _nonempty_str(f"{name}.spec.basicAuth.secret", ba.get("secret"), errors)
             refs.append(("Secret", ba.get("secret")))
     return refs
+
+
+def check_serverstransport(name: str, spec: dict, errors: list) -> None:
+    _unknown(f"{name}.spec", spec, SERVERSTRANSPORT_SPEC, errors)
+    ft = spec.get("forwardingTimeouts") if isinstance(spec, dict) else None
+    if ft is None:
+        return
+    _unknown(f"{name}.spec.forwardingTimeouts", ft, FORWARDING_TIMEOUTS, errors)
+    if not isinstance(ft, dict):
+        return
+    for key, value in ft.items():
+        if isinstance(value, bool) or not (
+            (isinstance(value, int) and value >= 0)
+            or (isinstance(value, str) and DURATION_RE.match(value))
+        ):
+            errors.append(
+                f"{name}.spec.forwardingTimeouts.{key}: {value!r} is not a duration "
+                "(int or Go duration string, e.g. 3s)"
+            )
 
 
 def check_servicemonitor(name: str, spec: dict, errors: list) -> None:
@@ -354,6 +407,8 @@ def check_documents(docs: list) -> tuple[int, list]:
             refs += [(name, r) for r in check_ingressroute(name, spec, errors)]
         elif kind == "Middleware":
             refs += [(name, r) for r in check_middleware(name, spec, errors)]
+        elif kind == "ServersTransport":
+            check_serverstransport(name, spec, errors)
         elif kind == "ServiceMonitor":
             check_servicemonitor(name, spec, errors)
         elif kind == "PrometheusRule":
@@ -368,6 +423,30 @@ def check_documents(docs: list) -> tuple[int, list]:
             continue
         if (kind, target) not in present:
             errors.append(f"{owner}: references {kind}/{target} which is not rendered")
+    # Ingress mode: a Service names its ServersTransport as <namespace>-<name>@kubernetescrd
+    transports = {
+        f"{(d.get('metadata') or {}).get('namespace')}-{(d.get('metadata') or {}).get('name')}"
+        for d in docs
+        if isinstance(d, dict) and d.get("kind") == "ServersTransport"
+    }
+    for d in docs:
+        if not isinstance(d, dict) or d.get("kind") != "Service":
+            continue
+        meta = d.get("metadata") or {}
+        ref = (meta.get("annotations") or {}).get(SERVICE_SERVERSTRANSPORT_ANNOTATION)
+        if ref is None:
+            continue
+        target, _, provider = str(ref).partition("@")
+        if provider == "kubernetescrd" and target not in transports:
+            errors.append(
+                f"Service/{meta.get('name')}: annotation {SERVICE_SERVERSTRANSPORT_ANNOTATION}="
+                f"{ref} names no rendered ServersTransport (have {sorted(transports)})"
+            )
+        elif not provider:
+            errors.append(
+                f"Service/{meta.get('name')}: {SERVICE_SERVERSTRANSPORT_ANNOTATION}={ref} "
+                "needs a provider suffix (<namespace>-<name>@kubernetescrd)"
+            )
     return n, errors
 
 

@@ -36,7 +36,11 @@ RESOURCES = {
     "networking.k8s.io/v1": [("networkpolicies", "NetworkPolicy"), ("ingresses", "Ingress")],
     "autoscaling/v2": [("horizontalpodautoscalers", "HorizontalPodAutoscaler")],
     "rbac.authorization.k8s.io/v1": [("roles", "Role"), ("rolebindings", "RoleBinding")],
-    "traefik.io/v1alpha1": [("ingressroutes", "IngressRoute"), ("middlewares", "Middleware")],
+    "traefik.io/v1alpha1": [
+        ("ingressroutes", "IngressRoute"),
+        ("middlewares", "Middleware"),
+        ("serverstransports", "ServersTransport"),
+    ],
     "monitoring.coreos.com/v1": [
         ("servicemonitors", "ServiceMonitor"),
         ("prometheusrules", "PrometheusRule"),

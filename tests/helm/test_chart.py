@@ -66,6 +66,11 @@ def env_of(c: dict) -> dict:
         "autoscaling.targetCPUUtilizationPercentage=150",
         "redis.appendfsync=sometimes",
         "wallet.apiKeys.keys={tooshort}",  # the app requires >= 16 characters
+        "ingress.wallet.upstreamIdleTimeout=soon",  # not a duration
+        "ingress.wallet.upstreamIdleTimeout=3",  # unitless: an int, and ambiguous
+        "ingress.wallet.upstreamIdleTimeout=1.5s",  # the CRD's pattern has no fractions
+        "ingress.wallet.upstreamIdleTimeout=0s",  # 0 = never close idle connections
+        "ingress.wallet.serversTransportCRD=maybe",
     ],
 )
 def test_schema_rejects_wrong_values(helm, bad):
@@ -413,7 +418,9 @@ def test_ingressroute_wallet(default):
     assert ir["spec"]["entryPoints"] == ["websecure"]
     route = ir["spec"]["routes"][0]
     assert route["match"] == "Host(`wallet.localhost`) && !PathPrefix(`/metrics`)"
-    assert route["services"] == [{"kind": "Service", "name": API, "port": 8000}]
+    assert route["services"] == [
+        {"kind": "Service", "name": API, "port": 8000, "serversTransport": API}
+    ]
     assert "middlewares" not in route, "the API uses its own Bearer auth"
     assert ir["spec"]["tls"] == {"secretName": "wallet-stack-tls"}
     assert not default.of_kind("Ingress") and not default.of_kind("Middleware")
@@ -445,7 +452,7 @@ def test_all_routes(helm):
     redirect = m.get("Middleware", "wallet-stack-dashboard-redirect")["spec"]["redirectRegex"]
     assert redirect["replacement"] == "${1}/dashboard/"
     n, errors = _load_crd_check().check_documents(list(m))
-    assert n == 8 and not errors, errors
+    assert n == 9 and not errors, errors
 
 
 def test_plain_ingress_mode(helm):
@@ -467,6 +474,138 @@ def test_plain_ingress_mode(helm):
         prot["metadata"]["annotations"]["traefik.ingress.kubernetes.io/router.middlewares"]
         == "wallet-wallet-stack-basic-auth@kubernetescrd"
     )
+
+
+# ---------------------------------------------------------------- upstream keep-alive
+
+GUNICORN_CONF = ROOT / "services" / "wallet-api" / "gunicorn.conf.py"
+SERVERSTRANSPORT_ANNOTATION = "traefik.ingress.kubernetes.io/service.serverstransport"
+
+
+def _gunicorn_keepalive_default() -> int:
+    m = re.search(r'GUNICORN_KEEPALIVE", "(\d+)"', GUNICORN_CONF.read_text())
+    assert m, f"no GUNICORN_KEEPALIVE default in {GUNICORN_CONF}"
+    return int(m.group(1))
+
+
+def _api_keepalive(m) -> int:
+    """gunicorn's keep-alive in the rendered API pods: GUNICORN_KEEPALIVE if the chart
+    passes it (wallet.env), else the default of gunicorn.conf.py."""
+    env = env_of(container(m.get("Deployment", API)))
+    if "GUNICORN_KEEPALIVE" in env:
+        return int(env["GUNICORN_KEEPALIVE"]["value"])
+    return _gunicorn_keepalive_default()
+
+
+def _seconds(duration) -> float:
+    """Go duration as the ServersTransport CRD accepts it (int = seconds)."""
+    if isinstance(duration, int):
+        return float(duration)
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+    parts = re.findall(r"(\d+)(ms|us|µs|ns|h|m|s)", duration)
+    assert parts and "".join(a + b for a, b in parts) == duration, f"duration {duration!r}"
+    return sum(int(n) * units[u] for n, u in parts)
+
+
+def _wallet_idle_timeout_problems(m) -> list[str]:
+    """Why the wallet route's upstream idle timeout is not shorter than the API's keep-alive."""
+    (route,) = m.get("IngressRoute", API)["spec"]["routes"]
+    (svc,) = route["services"]
+    ref = svc.get("serversTransport")
+    if not ref:
+        return ["the wallet IngressRoute service has no serversTransport (Traefik default: 90s)"]
+    if not m.has("ServersTransport", ref):
+        return [f"serversTransport {ref!r} is not rendered"]
+    st = m.get("ServersTransport", ref)
+    idle = st["spec"].get("forwardingTimeouts", {}).get("idleConnTimeout")
+    if idle is None:
+        return [f"ServersTransport/{ref} sets no idleConnTimeout (Traefik default: 90s)"]
+    keepalive = _api_keepalive(m)
+    if not 0 < _seconds(idle) < keepalive:
+        return [f"idleConnTimeout {idle} is not below the API's keep-alive of {keepalive}s"]
+    return []
+
+
+@pytest.mark.parametrize(
+    "values",
+    [None, *sorted(p.name for p in EXAMPLES.glob("*.yaml") if p.name != "ingress.yaml")],
+)
+def test_wallet_route_closes_idle_connections_before_gunicorn(helm, values):
+    m = helm.render(*([EXAMPLES / values] if values else []))
+    assert not _wallet_idle_timeout_problems(m), _wallet_idle_timeout_problems(m)
+    st = m.get("ServersTransport", API)
+    assert st["apiVersion"] == "traefik.io/v1alpha1"
+    assert st["metadata"]["namespace"] == "wallet"
+    assert st["spec"] == {"forwardingTimeouts": {"idleConnTimeout": "3s"}}
+    # IngressRoute mode: the Service needs no annotation (and the CRD provider ignores it)
+    svc_ann = m.get("Service", API)["metadata"].get("annotations") or {}
+    assert SERVERSTRANSPORT_ANNOTATION not in svc_ann
+
+
+def test_gunicorn_keepalive_default_is_read():
+    assert _gunicorn_keepalive_default() == 5
+
+
+def test_wallet_env_keepalive_is_honoured(helm):
+    """A GUNICORN_KEEPALIVE passed through wallet.env is the keep-alive compared with."""
+    ok = helm.render(set_strings=("wallet.env.GUNICORN_KEEPALIVE=95",))
+    assert _api_keepalive(ok) == 95 and not _wallet_idle_timeout_problems(ok)
+    short = helm.render(set_strings=("wallet.env.GUNICORN_KEEPALIVE=2",))
+    assert _api_keepalive(short) == 2
+    assert "not below the API's keep-alive of 2s" in "".join(_wallet_idle_timeout_problems(short))
+
+
+@pytest.mark.parametrize(
+    ("sets", "needle"),
+    [
+        (("ingress.wallet.upstreamIdleTimeout=90s",), "idleConnTimeout 90s is not below"),
+        (("ingress.wallet.upstreamIdleTimeout=5s",), "idleConnTimeout 5s is not below"),
+        (("ingress.wallet.upstreamIdleTimeout=4500ms",), None),
+        (("ingress.wallet.upstreamIdleTimeout=1m",), "idleConnTimeout 1m is not below"),
+    ],
+)
+def test_wallet_idle_timeout_check_is_not_vacuous(helm, sets, needle):
+    problems = "".join(_wallet_idle_timeout_problems(helm.render(set_strings=sets)))
+    assert (needle in problems) if needle else not problems, problems
+
+
+def test_ingress_mode_without_crds_renders_no_serverstransport(helm):
+    out = helm.run(
+        "install", "wallet-stack", str(CHART), "--dry-run=client", "-n", "wallet",
+        "-f", str(EXAMPLES / "ingress.yaml"),
+    ).stdout  # fmt: skip
+    m = helm.render(EXAMPLES / "ingress.yaml")
+    assert not m.of_kind("ServersTransport")
+    assert SERVERSTRANSPORT_ANNOTATION not in (
+        m.get("Service", API)["metadata"].get("annotations") or {}
+    )
+    # the operator is told what to do instead (README "Upstream keep-alive")
+    assert "--serversTransport.forwardingTimeouts.idleConnTimeout=3s" in out
+    readme = (CHART / "README.md").read_text()
+    assert "--serversTransport.forwardingTimeouts.idleConnTimeout=3s" in readme
+    assert "wallet.env.GUNICORN_KEEPALIVE" in readme
+
+
+def test_ingress_mode_with_crds_annotates_the_service(helm):
+    m = helm.render(EXAMPLES / "ingress.yaml", sets=("ingress.wallet.serversTransportCRD=true",))
+    st = m.get("ServersTransport", API)
+    assert st["spec"]["forwardingTimeouts"]["idleConnTimeout"] == "3s"
+    ann = m.get("Service", API)["metadata"]["annotations"]
+    assert ann == {SERVERSTRANSPORT_ANNOTATION: f"wallet-{API}@kubernetescrd"}
+    n, errors = _load_crd_check().check_documents(list(m))
+    assert n == 1 and not errors, errors
+    # service.annotations are kept and win (safeNaming: namespace_name@kubernetescrd)
+    m = helm.render(
+        EXAMPLES / "ingress.yaml",
+        sets=("ingress.wallet.serversTransportCRD=true", "service.annotations.team=payments"),
+        set_strings=(f"service.annotations.traefik\\.ingress\\.kubernetes\\.io/service\\.serverstransport=wallet_{API}@kubernetescrd",),
+    )  # fmt: skip
+    ann = m.get("Service", API)["metadata"]["annotations"]
+    assert ann == {"team": "payments", SERVERSTRANSPORT_ANNOTATION: f"wallet_{API}@kubernetescrd"}
+
+
+def test_no_serverstransport_without_routes(helm):
+    assert not helm.render(sets=("ingress.enabled=false",)).of_kind("ServersTransport")
 
 
 # ---------------------------------------------------------------- network policy
@@ -713,9 +852,26 @@ def test_crd_check_catches_broken_objects(default):
         "metadata": {"name": "t"},
         "spec": {},
     }
-    n, errors = check([ir, mw, sm, pr, odd])
+    ir["spec"]["routes"][0]["services"][0]["serversTransport"] = "missing-st"
+    st = {
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "ServersTransport",
+        "metadata": {"name": "st", "namespace": "wallet"},
+        "spec": {"forwardingTimeout": {}, "forwardingTimeouts": {"idleConnTimeout": "3 s"}},
+    }
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "svc",
+            "annotations": {
+                "traefik.ingress.kubernetes.io/service.serverstransport": "wallet-nope@kubernetescrd"
+            },
+        },
+    }
+    n, errors = check([ir, mw, sm, pr, odd, st, svc])
     text = "\n".join(errors)
-    assert n == 5
+    assert n == 6
     for needle in (
         ".match: must be a non-empty string",
         "unknown field(s) ['tlss']",
@@ -726,5 +882,9 @@ def test_crd_check_catches_broken_objects(default):
         "action: invalid 'rename'",
         "exactly one of alert/record",
         "has no checker",
+        "ServersTransport/missing-st which is not rendered",
+        "unknown field(s) ['forwardingTimeout']",
+        "idleConnTimeout: '3 s' is not a duration",
+        "wallet-nope@kubernetescrd names no rendered ServersTransport",
     ):
         assert needle in text, (needle, text)

@@ -48,6 +48,11 @@ ALL_ROUTES = EXAMPLES / "all-routes-monitoring.yaml"
 RELEASE, NAMESPACE = "wallet-stack", "wallet"
 API_SERVICE = "wallet-api"  # compose service name = chart component label
 REDIS_IMAGE_WORKDIR = "/data"  # upstream redis image (and stand-in): WORKDIR /data
+API_SOURCE = ROOT / "services" / "wallet-api"  # build context of the wallet-api image
+# Traefik's forwardingTimeouts.idleConnTimeout when nothing sets it (static default and
+# every ServersTransport that leaves it out).
+TRAEFIK_DEFAULT_IDLE_CONN_TIMEOUT = "90s"
+SERVERSTRANSPORT_ANNOTATION = "traefik.ingress.kubernetes.io/service.serverstransport"
 
 # Env vars only the chart sets, each with the compose equivalent.
 CHART_ONLY_ENV = {
@@ -69,6 +74,9 @@ DESIGNED_DIFFERENCES = {
     "credential storage": "compose usersFile/.env; chart Secrets",
     "redis user/rootfs": "compose: image entrypoint starts as root, chowns /data, drops to uid 999 "
     "(setpriv/gosu); chart: redis-server directly as 999, read-only rootfs, fsGroup owns the PVC",
+    "upstream idle timeout scope": "compose: Traefik's static serversTransport (every backend); "
+    "chart: a ServersTransport for the wallet route only, since the chart does not own Traefik "
+    "(README 'Upstream keep-alive'; both checked: aspects traefik.api_upstream_idle_*)",
     "probe timings": "compose healthcheck (interval 10s/timeout 5s/start_period 20s) vs kubelet "
     "probes (startup 2s x 30, liveness 10s/2s, readiness 5s/2s); Traefik LB check 5s/3s",
 }
@@ -188,6 +196,26 @@ def seconds(duration: str | float) -> float:
     if not parts or "".join(a + b for a, b in parts) != duration:
         raise ParityError(f"duration {duration!r}")
     return sum(float(n) * units[u] for n, u in parts)
+
+
+def gunicorn_keepalive_default(source: Path = API_SOURCE) -> int:
+    """Default of GUNICORN_KEEPALIVE in the image's gunicorn.conf.py (seconds)."""
+    conf = source / "gunicorn.conf.py"
+    m = re.search(r'GUNICORN_KEEPALIVE", "(\d+)"', conf.read_text())
+    if not m:
+        raise ParityError(f"no GUNICORN_KEEPALIVE default in {conf}")
+    return int(m.group(1))
+
+
+def add_upstream_idle(o: Observations, source: str, idle: Any, keepalive: int) -> None:
+    """Traefik must drop an idle upstream connection before gunicorn does (else 502s)."""
+    idle_s = seconds(idle)
+    o.add("traefik.api_upstream_idle_timeout", source, idle_s)
+    o.add(
+        "traefik.api_upstream_idle_below_keepalive",
+        f"{source} < API keep-alive ({keepalive}s)",
+        0 < idle_s < keepalive,
+    )
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -527,7 +555,7 @@ def observe_compose(cfg: dict, *, env_example: Path = ROOT / ".env.example") -> 
     # ------------------------------------------------ traefik routing
     static_cfg = yaml.safe_load(_mounted(traefik, "/etc/traefik/traefik.yml").read_text())
     dyn_dir = _mounted(traefik, static_cfg["providers"]["file"]["directory"])
-    file_http: dict[str, dict] = {"routers": {}, "middlewares": {}}
+    file_http: dict[str, dict] = {"routers": {}, "middlewares": {}, "serversTransports": {}}
     for f in sorted(dyn_dir.glob("*.y*ml")):
         # Traefik renders Go templates ({{ env "X" }}) before parsing: neutralise them.
         doc = yaml.safe_load(re.sub(r"\{\{.*?\}\}", "TEMPLATE", f.read_text())) or {}
@@ -588,6 +616,30 @@ def observe_compose(cfg: dict, *, env_example: Path = ROOT / ".env.example") -> 
         negated_prefixes(api_rule or ""),
     )
     o.add("whoami.image", "whoami image", whoami["image"])
+
+    # ------------------------------------------------ upstream keep-alive
+    keepalive = int(
+        env.get("GUNICORN_KEEPALIVE") or gunicorn_keepalive_default(Path(build["context"]))
+    )
+    _, api_lb = _traefik_labels(api)
+    transport = next(
+        (v for svc in api_lb.values() for k, v in svc.items() if k.lower() == "loadbalancer.serverstransport"),
+        None,
+    )  # fmt: skip
+    if transport is None:
+        idle = (static_cfg.get("serversTransport") or {}).get("forwardingTimeouts", {}) or {}
+        source = "traefik.yml serversTransport.forwardingTimeouts.idleConnTimeout"
+    else:
+        name, _, provider = transport.partition("@")
+        if provider != "file" or name not in file_http["serversTransports"]:
+            raise ParityError(
+                f"wallet-api serversTransport {transport}: only @file ones are modelled"
+            )
+        idle = file_http["serversTransports"][name].get("forwardingTimeouts") or {}
+        source = f"file provider serversTransports.{name}.forwardingTimeouts.idleConnTimeout"
+    add_upstream_idle(
+        o, source, idle.get("idleConnTimeout", TRAEFIK_DEFAULT_IDLE_CONN_TIMEOUT), keepalive
+    )
 
     # ------------------------------------------------ basic auth
     o.add("basic_auth.user", "BASIC_AUTH_USER of a fresh init-secrets .env (traefik label)",
@@ -669,6 +721,29 @@ def _by_component(manifests: list[dict], kind: str, component: str) -> dict:
     if len(found) != 1:
         raise ParityError(f"expected one {kind} of component {component}, found {len(found)}")
     return found[0]
+
+
+def _wallet_transport_idle(manifests: list[dict], ref: str | None, via: str) -> Any:
+    """idleConnTimeout of the ServersTransport `ref` (a name in the release namespace, or
+    <namespace>-<name>@kubernetescrd); Traefik's default when there is none."""
+    if not ref:
+        return TRAEFIK_DEFAULT_IDLE_CONN_TIMEOUT
+    name, _, provider = ref.partition("@")
+    found = [
+        d
+        for d in manifests
+        if d["kind"] == "ServersTransport"
+        and (
+            (not provider and d["metadata"]["name"] == name)
+            or (provider == "kubernetescrd" and f"{d['metadata'].get('namespace')}-{d['metadata']['name']}" == name)
+        )
+    ]  # fmt: skip
+    if len(found) != 1:
+        raise ParityError(
+            f"{via}: serversTransport {ref!r} matches {len(found)} rendered object(s)"
+        )
+    ft = found[0]["spec"].get("forwardingTimeouts") or {}
+    return ft.get("idleConnTimeout", TRAEFIK_DEFAULT_IDLE_CONN_TIMEOUT)
 
 
 def _service_port_to_container(
@@ -898,6 +973,23 @@ def observe_chart(chart: Chart) -> Observations:
     (backend,) = api_route["services"]
     o.add("api.port", "wallet IngressRoute -> Service -> targetPort",
           _service_port_to_container(default, dep, c, backend["name"], backend["port"]))  # fmt: skip
+
+    # ------------------------------------------------ upstream keep-alive
+    keepalive = int(env.get("GUNICORN_KEEPALIVE") or gunicorn_keepalive_default())
+    via = "wallet IngressRoute serversTransport -> ServersTransport idleConnTimeout"
+    add_upstream_idle(
+        o, via, _wallet_transport_idle(default, backend.get("serversTransport"), via), keepalive
+    )
+    ing = chart.render(EXAMPLES / "ingress.yaml", sets=("ingress.wallet.serversTransportCRD=true",))
+    ing_env = dict(ks.resolve_env(ks.container_of(_by_component(ing, "Deployment", API_SERVICE), API_SERVICE),
+                                  ing, pod_name="p", namespace=NAMESPACE))  # fmt: skip
+    ing_svc = ks.find(ing, "Service", backend["name"])
+    via = (
+        "Ingress mode + serversTransportCRD: Service annotation -> ServersTransport idleConnTimeout"
+    )
+    ref = (ing_svc["metadata"].get("annotations") or {}).get(SERVERSTRANSPORT_ANNOTATION)
+    add_upstream_idle(o, via, _wallet_transport_idle(ing, ref, via),
+                      int(ing_env.get("GUNICORN_KEEPALIVE") or gunicorn_keepalive_default()))  # fmt: skip
     who = _by_component(allr, "Deployment", "whoami")
     wc = who["spec"]["template"]["spec"]["containers"][0]
     o.add("whoami.image", "whoami Deployment image (whoami.enabled)", wc["image"])

@@ -59,6 +59,8 @@ EXPECTED_ASPECTS = [
     "prometheus.api_job.name",
     "traefik.metrics.entrypoint",
     "traefik.api_service_label_prefix",
+    "traefik.api_upstream_idle_timeout",
+    "traefik.api_upstream_idle_below_keepalive",
 ]
 
 
@@ -182,6 +184,9 @@ CHART_MUTATIONS = [
     pytest.param({"redis": {"appendfsync": "everysec"}}, "redis.persistence", "everysec", id="appendfsync"),
     pytest.param({"wallet": {"securityContext": {"capabilities": {"drop": []}}}}, "api.capabilities_dropped", "ALL", id="caps-kept"),
     pytest.param({"replicaCount": 3}, "api.replicas", "3", id="replicas"),
+    pytest.param({"ingress": {"wallet": {"upstreamIdleTimeout": "90s"}}}, "traefik.api_upstream_idle_below_keepalive", "False", id="idle-timeout-90s"),
+    pytest.param({"ingress": {"wallet": {"upstreamIdleTimeout": "90s"}}}, "traefik.api_upstream_idle_timeout", "90.0", id="idle-timeout-value"),
+    pytest.param({"wallet": {"env": {"GUNICORN_KEEPALIVE": "2"}}}, "traefik.api_upstream_idle_below_keepalive", "keep-alive (2s) = False", id="keepalive-2s"),
 ]  # fmt: skip
 
 COMPOSE_MUTATIONS = [
@@ -198,6 +203,8 @@ COMPOSE_MUTATIONS = [
                  "redis.persistence", "everysec", id="appendfsync"),
     pytest.param({"services": {"whoami": {"image": "traefik/whoami:v1.10.0"}}}, "whoami.image", "v1.10.0", id="whoami-image"),
     pytest.param({"services": {"wallet-api": {"read_only": False}}}, "api.read_only_rootfs", "False", id="writable-rootfs"),
+    pytest.param({"services": {"wallet-api": {"environment": {"GUNICORN_KEEPALIVE": "2"}}}},
+                 "traefik.api_upstream_idle_below_keepalive", "keep-alive (2s) = False", id="keepalive-2s"),
 ]  # fmt: skip
 
 
@@ -225,6 +232,36 @@ def test_checker_reports_compose_change(
     path.write_text(yaml.safe_dump(override))
     cfg = pc.compose_config(compose_env_file, files=(*pc.COMPOSE_FILES, path))
     _assert_reported(pc.differences(pc.observe_compose(cfg), chart_obs), aspect, needle)
+
+
+def test_checker_reports_traefik_idle_timeout_change(compose_env_file, chart_obs, tmp_path: Path):
+    """Compose's timeout lives in the mounted traefik.yml: mount a copy without it
+    (Traefik's 90s default) in its place."""
+    static = yaml.safe_load((ROOT / "infra" / "traefik" / "traefik.yml").read_text())
+    assert static.pop("serversTransport")["forwardingTimeouts"]["idleConnTimeout"]
+    mutated = tmp_path / "traefik.yml"
+    mutated.write_text(yaml.safe_dump(static))
+    override = tmp_path / "docker-compose.override.yml"
+    mount = {
+        "type": "bind",
+        "source": str(mutated),
+        "target": "/etc/traefik/traefik.yml",
+        "read_only": True,
+    }
+    override.write_text(yaml.safe_dump({"services": {"traefik": {"volumes": [mount]}}}))
+    cfg = pc.compose_config(compose_env_file, files=(*pc.COMPOSE_FILES, override))
+    found = pc.differences(pc.observe_compose(cfg), chart_obs)
+    _assert_reported(found, "traefik.api_upstream_idle_below_keepalive", "False")
+    _assert_reported(found, "traefik.api_upstream_idle_timeout", "90.0")
+
+
+def test_upstream_idle_timeout_relation_holds(compose_obs, chart_obs):
+    """Not only equal on both sides: the relation itself is true (3s < 5s)."""
+    for obs in (compose_obs, chart_obs):
+        values = obs.items["traefik.api_upstream_idle_below_keepalive"]
+        assert values and all(v is True for _, v in values), values
+        assert all(v == 3.0 for _, v in obs.items["traefik.api_upstream_idle_timeout"])
+    assert pc.gunicorn_keepalive_default() == 5
 
 
 def test_checker_reports_one_sided_aspect(compose_obs, chart_obs):

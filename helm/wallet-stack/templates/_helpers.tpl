@@ -170,6 +170,24 @@ Usage: include "wallet-stack.secretValue" (dict "ctx" . "secret" NAME "key" KEY 
 {{- printf "%s-%s@kubernetescrd" .Release.Namespace (include "wallet-stack.basicAuthMiddlewareName" .) }}
 {{- end }}
 
+{{/*
+true when the chart renders the wallet-api ServersTransport (upstream idle timeout):
+always in IngressRoute mode, in Ingress mode only with ingress.wallet.serversTransportCRD.
+*/}}
+{{- define "wallet-stack.serversTransportEnabled" -}}
+{{- $ing := .Values.ingress }}
+{{- if and $ing.enabled (or (eq $ing.mode "ingressroute") $ing.wallet.serversTransportCRD) }}true{{ end }}
+{{- end }}
+
+{{- define "wallet-stack.serversTransportName" -}}
+{{- include "wallet-stack.apiName" . }}
+{{- end }}
+
+{{/* ServersTransport reference usable in Service annotations: <namespace>-<name>@kubernetescrd */}}
+{{- define "wallet-stack.serversTransportRef" -}}
+{{- printf "%s-%s@kubernetescrd" .Release.Namespace (include "wallet-stack.serversTransportName" .) }}
+{{- end }}
+
 {{/* ------------------------------------------------------------- checks */}}
 {{- define "wallet-stack.validate" -}}
 {{- if and .Values.redis.enabled (or .Values.externalRedis.url .Values.externalRedis.existingSecret) }}
