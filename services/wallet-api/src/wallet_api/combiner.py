@@ -2,11 +2,12 @@
 
 Threads (or greenlets) of one worker would otherwise race each other on WATCH,
 and each op would pay its own round trips and, with ``appendfsync always``, its
-own fsync. Instead each request enqueues its op; whichever thread holds the
-leader lock commits everything queued so far (up to ``max_batch``) in one
-WATCH/MULTI, and the others find their outcome ready when they get the lock.
-Contention left for WATCH is only between processes and replicas, and it is
-paid per batch, not per op.
+own fsync. Instead each request enqueues its op. One request at a time leads:
+it commits everything queued so far (up to ``max_batch``) in one WATCH/MULTI,
+wakes the requests whose ops were in the batch, and once its own op is done
+hands the leadership to the oldest request still waiting. Contention left for
+WATCH is only between processes and replicas, and it is paid per batch, not
+per op.
 
 Ops can be spread over ``shards`` independent queues by wallet (all ops of one
 wallet share a queue, so there are no intra-process races on it) to keep
@@ -19,7 +20,8 @@ from __future__ import annotations
 
 import threading
 import zlib
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 from wallet_api.store import MoneyOp, Op, Outcome, Render, WalletStore
 
@@ -29,6 +31,8 @@ class _Slot:
     op: Op
     outcome: Outcome | None = None
     error: BaseException | None = None
+    # Set when the outcome is ready, or when this slot is handed the leadership.
+    wake: threading.Event = field(default_factory=threading.Event)
 
     @property
     def done(self) -> bool:
@@ -37,9 +41,9 @@ class _Slot:
 
 class _Shard:
     def __init__(self) -> None:
-        self.pending: list[_Slot] = []
-        self.leading = False  # a thread is committing a batch of this shard
-        self.cond = threading.Condition()  # guards both; signals finished batches
+        self.pending: deque[_Slot] = deque()
+        self.leading = False  # some request is committing this shard's batches
+        self.mutex = threading.Lock()  # guards pending and leading, held briefly
 
 
 class GroupCommitter:
@@ -57,36 +61,49 @@ class GroupCommitter:
         wallet_id = op.wallet_id if isinstance(op, MoneyOp) else op.source
         shard = self._shards[zlib.crc32(wallet_id.encode()) % len(self._shards)]
         slot = _Slot(op)
-        with shard.cond:
+        with shard.mutex:
             shard.pending.append(slot)
-            while not slot.done:
-                if shard.leading:
-                    # Followers learn their outcome from the notification, not by
-                    # taking a lock the next leader could grab first (barging would
-                    # let one thread commit alone, batch after batch).
-                    shard.cond.wait()
-                    continue
-                shard.leading = True
-                batch = shard.pending[: self.max_batch]
-                del shard.pending[: self.max_batch]
-                shard.cond.release()
-                try:
-                    self._commit(batch)
-                finally:
-                    shard.cond.acquire()
-                    shard.leading = False
-                    shard.cond.notify_all()
+            leader = not shard.leading
+            shard.leading = True
+        if not leader:
+            # Woken exactly once: with the outcome, or to take over as leader.
+            # (No broadcast: waking every waiter per batch costs O(waiters).)
+            slot.wake.wait()
+        if not slot.done:
+            self._lead(shard, slot)
         if slot.error is not None:
             raise slot.error
         assert slot.outcome is not None
         return slot.outcome
 
+    def _lead(self, shard: _Shard, own: _Slot) -> None:
+        """Commit batches until our own op is done, then hand over or stand down."""
+        try:
+            while not own.done:
+                with shard.mutex:
+                    count = min(self.max_batch, len(shard.pending))
+                    batch = [shard.pending.popleft() for _ in range(count)]
+                try:
+                    self._commit(batch)
+                finally:
+                    for slot in batch:
+                        if slot is not own:
+                            slot.wake.set()
+        finally:
+            with shard.mutex:
+                if shard.pending:
+                    shard.pending[0].wake.set()  # the oldest waiter leads next
+                else:
+                    shard.leading = False
+
     def _commit(self, batch: list[_Slot]) -> None:
         try:
             outcomes = self.store.commit([s.op for s in batch], self.render)
-        except Exception as exc:  # every waiter must learn the batch's fate
+        except BaseException as exc:  # every waiter must learn the batch's fate
             for slot in batch:
                 slot.error = exc
+            if not isinstance(exc, Exception):
+                raise  # e.g. the worker is shutting down
             return
         for slot, outcome in zip(batch, outcomes, strict=True):
             slot.outcome = outcome
