@@ -10,23 +10,19 @@ lost-update check. Uses wrk (Debian: apt-get install wrk) for the load.
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import shutil
-import subprocess
 import sys
 import time
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
 import redis
 
 from devtools.local_servers import api_server, redis_server
+from devtools.wrk_runner import run_wrk
 from wallet_api.store import WalletStore, wallet_key
 
 KEY = "bench-key-0123456789abcdef"
-LUA = Path(__file__).with_name("bench.lua")
 SPREAD = 10_000
 
 
@@ -43,22 +39,6 @@ class Result:
     retries_per_op: float | None = None
 
 
-def _wrk(url: str, env: dict[str, str], duration: int, connections: int) -> dict[str, int]:
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(LUA), url]
-    out = subprocess.run(  # noqa: S603
-        cmd,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=duration + 60,
-        check=True,
-    ).stdout
-    match = re.search(r"BENCH_RESULT (.*)", out)
-    if match is None:
-        raise RuntimeError(f"wrk printed no result:\n{out}")
-    return {k: int(v) for k, v in (pair.split("=") for pair in match.group(1).split())}
-
-
 def _retries(base: str) -> float:
     text = urllib.request.urlopen(f"{base}/metrics", timeout=10).read().decode()  # noqa: S310
     return sum(
@@ -70,7 +50,7 @@ def _retries(base: str) -> float:
 
 def _run(name: str, base: str, env: dict[str, str], duration: int, connections: int) -> Result:
     before = _retries(base)
-    raw = _wrk(base, {"BENCH_KEY": KEY, **env}, duration, connections)
+    raw = run_wrk(base, {"BENCH_KEY": KEY, **env}, duration=duration, connections=connections)
     seconds = raw["duration_us"] / 1e6
     result = Result(
         name,

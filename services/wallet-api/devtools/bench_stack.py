@@ -29,7 +29,6 @@ import argparse
 import http.client
 import json
 import os
-import re
 import shutil
 import socket
 import ssl
@@ -41,8 +40,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+# Run as a script (python3 .../bench_stack.py): make the devtools package importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from devtools.wrk_runner import run_wrk
+
 ROOT = Path(__file__).resolve().parents[3]
-LUA = Path(__file__).with_name("bench.lua")
 COMPOSE = [
     "docker",
     "compose",
@@ -190,29 +192,9 @@ def _wait(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
 def _wrk(
     url: str, env: dict[str, str], args: argparse.Namespace, duration: int, host: str | None
 ) -> Result:
-    cmd = [
-        "wrk",
-        f"-t{args.threads}",
-        f"-c{args.connections}",
-        f"-d{duration}s",
-        "--latency",
-        "-s",
-        str(LUA),
-    ]
-    if host:
-        cmd += ["-H", f"Host: {host}"]
-    out = subprocess.run(  # noqa: S603
-        [*cmd, url],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=duration + 60,
-        check=True,
-    ).stdout
-    match = re.search(r"BENCH_RESULT (.*)", out)
-    if match is None:
-        raise RuntimeError(f"wrk printed no result:\n{out}")
-    raw = {k: int(v) for k, v in (pair.split("=") for pair in match.group(1).split())}
+    raw = run_wrk(
+        url, env, duration=duration, connections=args.connections, threads=args.threads, host=host
+    )
     seconds = raw["duration_us"] / 1e6
     return Result(
         raw["requests"] / seconds,
