@@ -736,8 +736,6 @@ def test_rules_files_shared_with_compose(helm, default):
     expected = [g for body in chart_rules.values() for g in yaml.safe_load(body)["groups"]]
     assert pr["spec"]["groups"] == expected
     compose_dir = ROOT / "infra" / "prometheus" / "rules"
-    if not compose_dir.is_dir():
-        pytest.skip("infra/prometheus/rules/ not present")
     compose_rules = {p.name: p.read_bytes() for p in sorted(compose_dir.glob("*.yml"))}
     assert compose_rules == chart_rules, (
         "helm/wallet-stack/files/rules/ must hold byte-identical copies of "
