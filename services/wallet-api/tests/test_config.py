@@ -38,3 +38,26 @@ def test_bad_values_fail_with_one_line_naming_the_variable(
         Settings.from_env(env)
     assert str(err.value).startswith(message)
     assert "\n" not in str(err.value)
+
+
+def test_gunicorn_refuses_to_start_with_a_one_line_reason() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    conf = Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
+    env = {**os.environ, "WALLET_API_KEYS": "k" * 16, "MAX_AMOUNT": "ten"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", str(conf), "--check-config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert (
+        proc.stderr
+        == "wallet-api: configuration error: MAX_AMOUNT: must be an integer, got 'ten'\n"
+    )
