@@ -92,7 +92,7 @@ unit_test_docker: images ## Build the image and run the unit tests inside it (st
 .PHONY: _unit_test_docker
 _unit_test_docker:
 	docker build --target test --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) -t wallet-stack/wallet-api:test $(SERVICE)
-	docker run --rm wallet-stack/wallet-api:test
+	docker run --rm $(if $(JUNIT_DIR),-v $(abspath $(JUNIT_DIR)):/reports -e PYTEST_ADDOPTS=--junitxml=/reports/docker.xml) wallet-stack/wallet-api:test
 
 .PHONY: helm-lint
 helm-lint: venv ## Helm: lint --strict, template every example, kubernetes-validate 1.31-1.35, chart tests
