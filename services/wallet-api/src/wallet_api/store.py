@@ -18,8 +18,9 @@ go out in one round trip, MULTI..EXEC in a second. (redis-py's Pipeline needs
 one round trip per command between WATCH and MULTI, and its
 ``Redis.transaction()`` helper retries forever.) A connection error while
 reading EXEC's reply is ambiguous -- the write may have committed -- so before
-any retry the store looks for what its own MULTI wrote (a ledger entry id or an
-idempotency record token) and never applies money twice.
+any retry the store looks for what its own MULTI wrote (a ledger entry id, or
+the exact idempotency record) and never applies money twice; when Redis cannot
+be asked, it raises OutcomeUnknown rather than claim that nothing changed.
 """
 
 from __future__ import annotations
