@@ -1,5 +1,6 @@
 import threading
 
+import pytest
 from conftest import OTHER_KEY, Api, auth
 from flask import Flask
 from flask.testing import FlaskClient
@@ -118,3 +119,28 @@ def test_unknown_wallet_is_not_recorded_under_the_key(api: Api, client: FlaskCli
     api.create("EUR", "later")
     r = api.move("deposit", "later", 4, key="early")
     assert r.status_code == 200 and "Idempotent-Replayed" not in r.headers
+
+
+@pytest.mark.parametrize(
+    ("error", "slug"),
+    [
+        ("StoreUnavailable", "redis-unavailable"),
+        ("ContentionExhausted", "contention"),
+        ("OutcomeUnknown", "outcome-unknown"),
+    ],
+)
+def test_redis_trouble_is_a_503_problem_saying_what_happened(
+    api: Api, monkeypatch: pytest.MonkeyPatch, error: str, slug: str
+) -> None:
+    from wallet_api import store
+
+    wid = api.create()["id"]
+
+    def fail(self, *a, **k):  # type: ignore[no-untyped-def]
+        raise getattr(store, error)("simulated")
+
+    monkeypatch.setattr(store.WalletStore, "commit", fail)
+    r = api.move("deposit", wid, 1)
+    assert r.status_code == 503 and r.mimetype == "application/problem+json"
+    assert r.get_json()["type"].endswith(slug)
+    assert r.headers["Retry-After"] == "1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import redis
 from flask import Flask, Response
@@ -90,46 +91,28 @@ def _register_error_handlers(app: Flask) -> None:
     def _refusal(exc: DomainRefusal) -> Response:
         return problem_response(problem(exc.status, exc.slug, exc.title, exc.detail))
 
-    @app.errorhandler(StoreUnavailable)
-    def _unavailable(exc: StoreUnavailable) -> Response:
-        log.warning("redis unavailable", extra={"error": str(exc)})
-        return problem_response(
-            problem(
-                503,
-                "redis-unavailable",
-                "Service unavailable",
-                "the balance store is unreachable; nothing was changed, retry later",
-            ),
-            {"Retry-After": "1"},
-        )
+    # Redis trouble: 503 with Retry-After; only OutcomeUnknown may have changed anything.
+    retry_later: dict[type[Exception], tuple[int, dict[str, Any]]] = {
+        StoreUnavailable: (logging.WARNING, problem(
+            503, "redis-unavailable", "Service unavailable",
+            "the balance store is unreachable; nothing was changed, retry later")),
+        ContentionExhausted: (logging.WARNING, problem(
+            503, "contention", "Too much contention",
+            "the wallet is too busy right now; nothing was changed, retry later")),
+        OutcomeUnknown: (logging.ERROR, problem(
+            503, "outcome-unknown", "Outcome unknown",
+            "the balance store became unreachable while committing; the operation may "
+            "have been applied. Retry with the same Idempotency-Key to get its result "
+            "(or read the wallet's transactions before sending it again without one)")),
+    }  # fmt: skip
 
-    @app.errorhandler(OutcomeUnknown)
-    def _unknown(exc: OutcomeUnknown) -> Response:
-        log.error("commit outcome unknown", extra={"error": str(exc)})
-        return problem_response(
-            problem(
-                503,
-                "outcome-unknown",
-                "Outcome unknown",
-                "the balance store became unreachable while committing; the operation may "
-                "have been applied. Retry with the same Idempotency-Key to get its result "
-                "(or read the wallet's transactions before sending it again without one)",
-            ),
-            {"Retry-After": "1"},
-        )
+    def _retry_later(exc: Exception) -> Response:
+        level, body = retry_later[type(exc)]
+        log.log(level, body["title"], extra={"error": str(exc), "problem": body["type"]})
+        return problem_response(body, {"Retry-After": "1"})
 
-    @app.errorhandler(ContentionExhausted)
-    def _contention(exc: ContentionExhausted) -> Response:
-        log.warning("transaction retries exhausted", extra={"error": str(exc)})
-        return problem_response(
-            problem(
-                503,
-                "contention",
-                "Too much contention",
-                "the wallet is too busy right now; nothing was changed, retry later",
-            ),
-            {"Retry-After": "1"},
-        )
+    for exc_type in retry_later:
+        app.register_error_handler(exc_type, _retry_later)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
