@@ -330,9 +330,10 @@ class WalletStore:
             return self._plan(ops, states, records, absent_at_first_read, render)
 
         keys = [wallet_key(w) for w in wallet_ids] + record_keys
+        label = _batch_label(ops)
         started = time.perf_counter()
-        outcomes = self._transact(_batch_label(ops), keys, reads, plan)
-        self.metrics.commit(_batch_label(ops), time.perf_counter() - started, len(ops))
+        outcomes = self._transact(label, keys, reads, plan)
+        self.metrics.commit(label, time.perf_counter() - started, len(ops))
         return outcomes
 
     def _plan(
