@@ -4,7 +4,7 @@
 # that needs images, automatically) builds local stand-in images and writes
 # .airgap.env; its image overrides are exported to every recipe below.
 -include .airgap.env
-export PYTHON_IMAGE REDIS_IMAGE TRAEFIK_IMAGE PROMETHEUS_IMAGE WHOAMI_IMAGE DEBIAN_IMAGE
+export PYTHON_IMAGE REDIS_IMAGE TRAEFIK_IMAGE PROMETHEUS_IMAGE WHOAMI_IMAGE DEBIAN_IMAGE PROMETHEUS_UI_MIDDLEWARE
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -27,22 +27,27 @@ help: ## List the targets
 
 # -- Python ------------------------------------------------------------------
 
-$(VENV)/.installed-lock: $(SERVICE)/requirements-dev.lock $(SERVICE)/pyproject.toml virtual.sh
+$(VENV)/.installed-lock: $(SERVICE)/requirements-dev.lock $(SERVICE)/pyproject.toml tools/pyproject.toml virtual.sh
 	@source virtual.sh && test -s $@
 
 .PHONY: venv
 venv: $(VENV)/.installed-lock ## Create/refresh .venv (same as `source virtual.sh`)
 
 .PHONY: lock
-lock: venv ## Re-resolve the pinned lock files from pyproject.toml
+lock: venv ## Re-resolve the pinned lock files from pyproject.toml (the dev lock also pins tools/)
 	cd $(SERVICE) && for spec in :requirements.lock test:requirements-test.lock dev:requirements-dev.lock; do \
 	  extra=$${spec%%:*}; out=$${spec#*:}; \
-	  ../../$(VENV)/bin/uv pip compile pyproject.toml $${extra:+--extra $$extra} --universal \
+	  ../../$(VENV)/bin/uv pip compile pyproject.toml $${extra:+--extra $$extra} \
+	    $$([ "$$extra" = dev ] && echo ../../tools/pyproject.toml) --universal \
 	    --python-version 3.11 --no-header -q -o "$$out"; done
 
 .PHONY: unit_test_python
 unit_test_python: venv ## Fast unit tests of the wallet API (fakeredis; stage 1)
 	cd $(SERVICE) && ../../$(PY) -m pytest -m "not redis" --cov=wallet_api --cov-report=term-missing:skip-covered $(call junit,unit)
+
+.PHONY: test_tools
+test_tools: venv ## Tests of the repository tools (tools/: secrets, local CA)
+	cd tools && ../$(PY) -m pytest -q $(call junit,tools)
 
 .PHONY: test_redis
 test_redis: venv ## Concurrency tests against a real redis-server and gunicorn
@@ -50,9 +55,10 @@ test_redis: venv ## Concurrency tests against a real redis-server and gunicorn
 
 .PHONY: lint
 lint: venv ## ruff, mypy, shellcheck, hadolint, actionlint, yamllint, promtool
-	$(VENV)/bin/ruff check $(SERVICE) tests
-	$(VENV)/bin/ruff format --check $(SERVICE) tests
+	$(VENV)/bin/ruff check $(SERVICE) tools tests
+	$(VENV)/bin/ruff format --check $(SERVICE) tools tests
 	cd $(SERVICE) && ../../$(VENV)/bin/mypy
+	cd tools && ../$(VENV)/bin/mypy
 	$(VENV)/bin/shellcheck virtual.sh scripts/*.sh .ci/run
 	$(VENV)/bin/hadolint $(SERVICE)/Dockerfile infra/airgap/*/Dockerfile
 	$(VENV)/bin/actionlint
@@ -61,9 +67,9 @@ lint: venv ## ruff, mypy, shellcheck, hadolint, actionlint, yamllint, promtool
 	scripts/promtool.sh test rules infra/prometheus/tests/*.yml
 
 .PHONY: test
-test: ## Everything CI runs: lint, unit, redis, image, helm, parity, testcontainers and compose e2e tests
-	@$(MAKE) --no-print-directory lint unit_test_python test_redis helm-lint images
-	@$(MAKE) --no-print-directory unit_test_docker parity integration e2e
+test: ## Everything CI runs: lint, unit, tools, redis, image, helm, parity, testcontainers, compose e2e, fresh-check
+	@$(MAKE) --no-print-directory lint unit_test_python test_tools test_redis helm-lint images
+	@$(MAKE) --no-print-directory unit_test_docker parity integration e2e fresh-check
 
 .PHONY: dev
 dev: venv ## Run the API with gunicorn on 127.0.0.1:PORT, default 8000 (starts a local redis-server if REDIS_URL is unset)
@@ -124,9 +130,17 @@ e2e: venv images ## Compose end-to-end: brings the whole stack up, checks stages
 _e2e:
 	$(PY) -m pytest tests/integration/stack -m stack -s $(call junit,e2e)
 
+.PHONY: fresh-check
+fresh-check: venv images ## A new user's `make up` in a pristine Debian container (fresh clone of HEAD, other ports)
+	@$(MAKE) --no-print-directory _fresh_check
+
+.PHONY: _fresh_check
+_fresh_check:
+	$(PY) -m pytest tests/fresh -m fresh -p no:cacheprovider $(call junit,fresh-check)
+
 .PHONY: secrets
-secrets: ## Generate .env, the htpasswd and the local TLS CA/certificate (kept if present)
-	scripts/init-secrets.sh
+secrets: venv ## Generate .env, the htpasswd and the local TLS CA/certificate (kept if present)
+	@$(PY) -m stackctl secrets
 
 .PHONY: up_traefik
 up_traefik: images secrets ## Start Traefik, Prometheus and whoami, wait until healthy (stage 3a)
@@ -136,8 +150,7 @@ up_traefik: images secrets ## Start Traefik, Prometheus and whoami, wait until h
 _up_traefik:
 	$(COMPOSE_EDGE) up -d --wait
 	scripts/wait-healthy.sh
-	@echo "https://traefik.localhost/dashboard/  https://prometheus.localhost/  https://whoami.localhost/"
-	@echo "login: user $$(sed -n 's/^BASIC_AUTH_USER=//p' .env), password: grep BASIC_AUTH_PASSWORD .env"
+	@$(PY) -m stackctl urls --edge-only
 
 .PHONY: up
 up: images secrets ## Start the whole stack (Traefik stack + wallet-api replicas + Redis) and wait (stage 3b)
@@ -147,7 +160,7 @@ up: images secrets ## Start the whole stack (Traefik stack + wallet-api replicas
 _up:
 	$(COMPOSE_ALL) up -d --build --wait
 	scripts/wait-healthy.sh
-	@echo "wallet API: https://wallet.localhost/status (CA: .secrets/certs/ca.crt, API key: grep WALLET_API_KEYS .env)"
+	@$(PY) -m stackctl urls
 
 .PHONY: down
 down: ## Stop and remove the stack's containers (volumes are kept; `make clean` drops them)

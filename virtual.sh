@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Bootstrap (or re-activate) the project's virtualenv: `source virtual.sh`.
-# Creates .venv with the wallet-api package (editable) and its pinned dev tools.
+# Creates .venv with the wallet-api package and the repository tools (tools/: stackctl),
+# both editable, and their pinned dependencies and dev tools.
 # Re-sourcing is cheap: it reinstalls only when a lock file changed.
 
 _wallet_root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")" && pwd)"
@@ -17,12 +18,13 @@ _wallet_bootstrap() {
     }
   fi
   local want
-  want="$(cat "${_wallet_lock}" "${_wallet_root}/services/wallet-api/pyproject.toml" | cksum)"
+  want="$(cat "${_wallet_lock}" "${_wallet_root}/services/wallet-api/pyproject.toml" "${_wallet_root}/tools/pyproject.toml" | cksum)"
   if [ "$(cat "${_wallet_stamp}" 2>/dev/null)" != "${want}" ]; then
     echo "virtual.sh: installing pinned dependencies into .venv" >&2
     if ! {
       "${_wallet_venv}/bin/python" -m pip install -q -r "${_wallet_lock}" &&
         "${_wallet_venv}/bin/python" -m pip install -q --no-deps -e "${_wallet_root}/services/wallet-api" &&
+        "${_wallet_venv}/bin/python" -m pip install -q --no-deps -e "${_wallet_root}/tools" &&
         echo "${want}" >"${_wallet_stamp}"
     }; then
       echo "virtual.sh: dependency install failed (see pip output above)" >&2

@@ -260,8 +260,9 @@ MIRROR=""
 SECURITY_MIRROR=""
 detect_mirrors() {
 	[ -z "$MIRROR" ] || return 0
+	# Never a hard-coded mirror: this machine's own apt configuration says where Debian is.
 	MIRROR="${AIRGAP_DEBIAN_MIRROR:-$(apt_mirror "$SUITE")}"
-	MIRROR="${MIRROR:-http://deb.debian.org/debian}"
+	[ -n "$MIRROR" ] || die "no Debian $SUITE mirror in /etc/apt/sources.list{,.d/*.list,.d/*.sources}; set AIRGAP_DEBIAN_MIRROR"
 	SECURITY_MIRROR="${AIRGAP_DEBIAN_SECURITY_MIRROR:-$(apt_mirror "$SUITE-security")}"
 	SECURITY_MIRROR="${SECURITY_MIRROR:-${MIRROR%/debian}/debian-security}"
 }
@@ -474,6 +475,8 @@ write_env_file() {
 		printf 'TRAEFIK_IMAGE=%s\n' "$TRAEFIK_IMAGE"
 		printf 'PROMETHEUS_IMAGE=%s\n' "$PROMETHEUS_IMAGE"
 		printf 'WHOAMI_IMAGE=%s\n' "$WHOAMI_IMAGE"
+		# Debian's Prometheus serves its UI under /classic/: Traefik redirects the usual paths.
+		printf 'PROMETHEUS_UI_MIDDLEWARE=%s\n' ",prometheus-classic-ui@file"
 	} >"$tmp"
 	mv -f "$tmp" "$ENV_FILE"
 	say "wrote ${ENV_FILE#"$REPO_ROOT"/} (image overrides for make/compose/tests)"

@@ -8,10 +8,10 @@ observed (a collector that silently found nothing must not pass).
 
 Compose is read the faithful way: `docker compose config --format json`, so
 `${X:-default}` interpolation is compose's own, with a throwaway `.env` that
-scripts/init-secrets.sh generates in a temp dir (fresh defaults, dummy secrets)
-and a scrubbed environment (no air-gap overrides, no real .env). Files compose
-mounts (traefik.yml, dynamic/*.yml, prometheus.yml) are found through the
-resolved bind mounts. The chart is rendered with `helm template` (defaults, the
+`stackctl secrets` (make secrets) generates in a temp dir (fresh defaults, dummy
+secrets) and a scrubbed environment (no air-gap overrides, no real .env). Traefik's
+static configuration is read from its command flags; files compose mounts
+(dynamic/*.yml, prometheus.yml) are found through the resolved bind mounts. The chart is rendered with `helm template` (defaults, the
 all-routes example, whoami on, every optional env key set).
 
 Deliberate differences are not aspects; they are listed in DESIGNED_DIFFERENCES
@@ -306,14 +306,14 @@ def require_docker_compose() -> None:
 def fresh_env_file(directory: Path) -> Path:
     """The .env a fresh `make secrets` writes (defaults + random secrets), in `directory`."""
     proc = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "init-secrets.sh")],
-        env=clean_env({"ROOT_DIR": str(directory)}),
+        [sys.executable, "-m", "stackctl", "secrets", "--root", str(directory)],
+        env=clean_env(),
         capture_output=True,
         text=True,
         check=False,
     )
     if proc.returncode != 0:
-        raise ParityError(f"scripts/init-secrets.sh failed:\n{proc.stdout}{proc.stderr}")
+        raise ParityError(f"stackctl secrets failed:\n{proc.stdout}{proc.stderr}")
     return directory / ".env"
 
 
@@ -397,6 +397,29 @@ def _mounted(service: Mapping, target: str) -> Path:
         raise ParityError(f"{target} is not bind-mounted into the service")
     rel = posixpath.relpath(target, best[0])
     return best[1] if rel == "." else best[1] / rel
+
+
+def traefik_static(service: Mapping) -> dict:
+    """Traefik's static configuration from its `--a.b.c=value` command flags, as the
+    nested mapping a traefik.yml would hold. Keys are lower-cased: Traefik's option names
+    are case-insensitive. A bare `--flag` means true."""
+    config: dict = {}
+    for arg in service.get("command") or []:
+        if not arg.startswith("--"):
+            raise ParityError(f"traefik command: {arg!r} is not a --flag")
+        path, sep, value = arg[2:].partition("=")
+        *parents, leaf = path.lower().split(".")
+        node = config
+        for name in parents:
+            # `--accessLog=true` enables a section that later flags fill in.
+            if node.get(name) in ("true", None):
+                node[name] = {}
+            node = node[name]
+            if not isinstance(node, dict):
+                raise ParityError(f"traefik command: {arg!r} conflicts with another flag")
+        if not (isinstance(node.get(leaf), dict) and value in ("", "true")):
+            node[leaf] = value if sep else "true"
+    return config
 
 
 def _traefik_labels(service: Mapping) -> tuple[dict, dict]:
@@ -553,7 +576,7 @@ def observe_compose(cfg: dict, *, env_example: Path = ROOT / ".env.example") -> 
     o.add("redis.image", "redis image", redis["image"])
 
     # ------------------------------------------------ traefik routing
-    static_cfg = yaml.safe_load(_mounted(traefik, "/etc/traefik/traefik.yml").read_text())
+    static_cfg = traefik_static(traefik)
     dyn_dir = _mounted(traefik, static_cfg["providers"]["file"]["directory"])
     file_http: dict[str, dict] = {"routers": {}, "middlewares": {}, "serversTransports": {}}
     for f in sorted(dyn_dir.glob("*.y*ml")):
@@ -627,8 +650,8 @@ def observe_compose(cfg: dict, *, env_example: Path = ROOT / ".env.example") -> 
         None,
     )  # fmt: skip
     if transport is None:
-        idle = (static_cfg.get("serversTransport") or {}).get("forwardingTimeouts", {}) or {}
-        source = "traefik.yml serversTransport.forwardingTimeouts.idleConnTimeout"
+        idle = (static_cfg.get("serverstransport") or {}).get("forwardingtimeouts", {}) or {}
+        source = "traefik flag --serversTransport.forwardingTimeouts.idleConnTimeout"
     else:
         name, _, provider = transport.partition("@")
         if provider != "file" or name not in file_http["serversTransports"]:
@@ -637,12 +660,12 @@ def observe_compose(cfg: dict, *, env_example: Path = ROOT / ".env.example") -> 
             )
         idle = file_http["serversTransports"][name].get("forwardingTimeouts") or {}
         source = f"file provider serversTransports.{name}.forwardingTimeouts.idleConnTimeout"
-    add_upstream_idle(
-        o, source, idle.get("idleConnTimeout", TRAEFIK_DEFAULT_IDLE_CONN_TIMEOUT), keepalive
-    )
+    # Flags are lower-cased by traefik_static; a file-provider ServersTransport is not.
+    timeout = idle.get("idleconntimeout") or idle.get("idleConnTimeout")
+    add_upstream_idle(o, source, timeout or TRAEFIK_DEFAULT_IDLE_CONN_TIMEOUT, keepalive)
 
     # ------------------------------------------------ basic auth
-    o.add("basic_auth.user", "BASIC_AUTH_USER of a fresh init-secrets .env (traefik label)",
+    o.add("basic_auth.user", "BASIC_AUTH_USER of a fresh `make secrets` .env (traefik label)",
           traefik["labels"]["io.wallet-stack.basic-auth-user"])  # fmt: skip
     o.add(
         "basic_auth.user",
@@ -689,12 +712,12 @@ def observe_compose(cfg: dict, *, env_example: Path = ROOT / ".env.example") -> 
           any(r.get("target_label") == "replica" for r in api_job.get("relabel_configs", [])))  # fmt: skip
     traefik_target = jobs["traefik"]["static_configs"][0]["targets"][0]
     t_host, _, t_port = traefik_target.rpartition(":")
-    entrypoints = static_cfg["entryPoints"]
+    entrypoints = static_cfg["entrypoints"]
     by_port = [n for n, ep in entrypoints.items() if ep["address"].rsplit(":", 1)[-1] == t_port]
-    o.add("traefik.metrics.entrypoint", f"entrypoint of traefik.yml on the scrape target port {t_port}",
+    o.add("traefik.metrics.entrypoint", f"traefik entrypoint on the scrape target port {t_port}",
           by_port[0] if len(by_port) == 1 and t_host == "traefik" else None)  # fmt: skip
-    o.add("traefik.metrics.entrypoint", "traefik.yml metrics.prometheus.entryPoint",
-          static_cfg["metrics"]["prometheus"]["entryPoint"])  # fmt: skip
+    o.add("traefik.metrics.entrypoint", "traefik flag --metrics.prometheus.entryPoint",
+          static_cfg["metrics"]["prometheus"]["entrypoint"])  # fmt: skip
     api_router = next(r for r in _traefik_labels(api)[0].values())
     o.add("traefik.api_service_label_prefix", "docker provider service name (<service>@docker)",
           (api_router.get("service") or next(iter(_traefik_labels(api)[1]))) + "@")  # fmt: skip

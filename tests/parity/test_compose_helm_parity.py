@@ -12,6 +12,7 @@ here, not duplicated.
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import parity_check as pc
@@ -231,20 +232,17 @@ def test_checker_reports_compose_change(
 
 
 def test_checker_reports_traefik_idle_timeout_change(compose_env_file, chart_obs, tmp_path: Path):
-    """Compose's timeout lives in the mounted traefik.yml: mount a copy without it
-    (Traefik's 90s default) in its place."""
-    static = yaml.safe_load((ROOT / "infra" / "traefik" / "traefik.yml").read_text())
-    assert static.pop("serversTransport")["forwardingTimeouts"]["idleConnTimeout"]
-    mutated = tmp_path / "traefik.yml"
-    mutated.write_text(yaml.safe_dump(static))
+    """Compose's timeout is a Traefik flag: an override without it (Traefik's 90s
+    default) must be reported."""
+    cfg = pc.compose_config(compose_env_file)
+    command = [a for a in cfg["services"]["traefik"]["command"] if "idleConnTimeout" not in a]
+    assert len(command) == len(cfg["services"]["traefik"]["command"]) - 1
     override = tmp_path / "docker-compose.override.yml"
-    mount = {
-        "type": "bind",
-        "source": str(mutated),
-        "target": "/etc/traefik/traefik.yml",
-        "read_only": True,
-    }
-    override.write_text(yaml.safe_dump({"services": {"traefik": {"volumes": [mount]}}}))
+    # Compose replaces (does not merge) a service's command in an override file.
+    override.write_text(
+        "services:\n  traefik:\n    command:\n"
+        + "".join(f"      - {json.dumps(a)}\n" for a in command)
+    )
     cfg = pc.compose_config(compose_env_file, files=(*pc.COMPOSE_FILES, override))
     found = pc.differences(pc.observe_compose(cfg), chart_obs)
     _assert_reported(found, "traefik.api_upstream_idle_below_keepalive", "False")

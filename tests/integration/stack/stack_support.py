@@ -29,7 +29,7 @@ from requests.adapters import HTTPAdapter
 ROOT = Path(__file__).resolve().parents[3]
 PROJECT = "wallet-stack"
 COMPOSE_FILES = ("docker-compose.traefik.yml", "docker-compose.yml")
-EDGE_NETWORK = "wallet-stack-edge"
+EDGE_NETWORK = f"{PROJECT}-edge"  # docker-compose*.yml: ${COMPOSE_PROJECT_NAME}-edge
 # infra/prometheus/prometheus.yml: the scrape job of the wallet-api replicas.
 PROMETHEUS_JOB = "wallet-api"
 LOOPBACK = "127.0.0.1"

@@ -1,0 +1,73 @@
+"""Command line: `python -m stackctl <command>` (or `stackctl` in the project venv).
+
+Errors are one line on stderr (`stackctl secrets: error: ...`), exit status 1; usage
+errors exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stackctl import REPO_ROOT, envfile, urls
+from stackctl import secrets as secrets_cmd
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stackctl", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sec = sub.add_parser(
+        "secrets",
+        help="create .env secrets, the htpasswd, the local CA and the TLS certificate",
+        description=secrets_cmd.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sec.add_argument(
+        "--root",
+        type=Path,
+        default=Path(os.environ.get("ROOT_DIR") or REPO_ROOT),
+        help="directory holding .env and .secrets/ (default: the repository root)",
+    )
+    sec.add_argument(
+        "--force-certs",
+        action="store_true",
+        default=os.environ.get("FORCE_CERTS") == "1",
+        help="recreate the CA and the certificate (also FORCE_CERTS=1)",
+    )
+    show = sub.add_parser(
+        "urls",
+        help="print the stack's URLs and a smoke-test command (end of make up)",
+        description=urls.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    show.add_argument("--root", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
+    show.add_argument(
+        "--edge-only", action="store_true", help="the Traefik stack only (make up_traefik)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "secrets":
+        try:
+            if not args.root.is_dir():
+                raise envfile.SettingError(f"{args.root} is not a directory")
+            secrets_cmd.run(args.root, force_certs=args.force_certs)
+        except (envfile.SettingError, OSError) as exc:
+            print(f"stackctl secrets: error: {exc}", file=sys.stderr)
+            return 1
+    elif args.command == "urls":
+        try:
+            print("\n".join(urls.lines(args.root, wallet=not args.edge_only)))
+        except envfile.SettingError as exc:
+            print(f"stackctl urls: error: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

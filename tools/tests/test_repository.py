@@ -1,0 +1,64 @@
+"""Rules for the whole repository, checked on every tracked file."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from stackctl import REPO_ROOT
+
+# Package and image registries: mirrors and indexes come from the machine's own
+# configuration (apt sources, pip config, npm config), never from the repository.
+_REGISTRY_HOSTS = [
+    r"deb\.debian\.org",
+    r"security\.debian\.org",
+    r"ftp\.[a-z]{2}\.debian\.org",
+    r"archive\.ubuntu\.com",
+    r"pypi\.org",
+    r"pypi\.python\.org",
+    r"files\.pythonhosted\.org",
+    r"registry\.npmjs\.org",
+    r"registry\.yarnpkg\.com",
+    r"registry-1\.docker\.io",
+    r"index\.docker\.io",
+    r"docker\.io/",  # an image reference; "docker.io" alone is Debian's engine package
+    r"download\.docker\.com",
+    r"quay\.io",
+    r"gcr\.io",
+    r"registry\.k8s\.io",
+    r"mcr\.microsoft\.com",
+    r"public\.ecr\.aws",
+]
+REGISTRY = re.compile(r"(?<![\w.-])(" + "|".join(_REGISTRY_HOSTS) + ")", re.IGNORECASE)
+
+
+def tracked_files() -> list[Path]:
+    out = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True
+    ).stdout
+    return [REPO_ROOT / name for name in out.decode().split("\0") if name]
+
+
+def test_no_package_registry_host_is_written_into_the_repository() -> None:
+    this = Path(__file__).resolve()
+    files = [p for p in tracked_files() if p.resolve() != this and p.is_file()]
+    assert len(files) > 50, "git ls-files found too few files: the check would prove nothing"
+    hits = []
+    for path in files:
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            if m := REGISTRY.search(line):
+                hits.append(f"{path.relative_to(REPO_ROOT)}:{number}: {m.group(0)}")
+    assert not hits, "\n".join(hits)
+
+
+def test_the_pattern_catches_what_it_is_for() -> None:
+    assert REGISTRY.search("ARG MIRROR=http://deb.debian.org/debian")
+    assert REGISTRY.search("index-url = https://pypi.org/simple")
+    assert REGISTRY.search("image: docker.io/library/redis:7")
+    assert not REGISTRY.search("apt-get install docker.io")
+    assert not REGISTRY.search("see mypypi.org.example")
