@@ -56,11 +56,16 @@ def test_the_stack_is_its_own_project(fresh: Fresh) -> None:
     """Beside a developer's stack: its own networks, and Traefik only routes its own."""
     stack = fresh.stack()
     with stack.session() as http:
-        svc = http.get(
-            stack.url("traefik.localhost", "/api/http/services/wallet@docker"),
-            auth=stack.basic_auth,
-            timeout=ss.HTTP_TIMEOUT,
-        ).json()
+        svc = ss.poll(
+            "Traefik serves wallet@docker from both replicas",
+            lambda: http.get(
+                stack.url("traefik.localhost", "/api/http/services/wallet@docker"),
+                auth=stack.basic_auth,
+                timeout=ss.HTTP_TIMEOUT,
+            ).json(),
+            lambda svc: len(svc["loadBalancer"]["servers"]) == 2,
+            timeout=60,
+        )
     ips = {s["url"].split("//")[1].split(":")[0] for s in svc["loadBalancer"]["servers"]}
     assert len(ips) == 2, svc
     out = ss.run(["docker", "network", "inspect", f"{PROJECT}-edge", "--format",
