@@ -62,3 +62,25 @@ def test_the_pattern_catches_what_it_is_for() -> None:
     assert REGISTRY.search("image: docker.io/library/redis:7")
     assert not REGISTRY.search("apt-get install docker.io")
     assert not REGISTRY.search("see mypypi.org.example")
+
+
+def _readme_make_targets() -> set[str]:
+    """`make X` as the README shows it: in code spans and code blocks (not prose)."""
+    text = (REPO_ROOT / "README.md").read_text()
+    code = re.findall(r"```.*?```", text, re.DOTALL) + re.findall(r"`[^`\n]+`", text)
+    return {t for chunk in code for t in re.findall(r"(?<![\w-])make ([a-z0-9_-]+)", chunk)}
+
+
+def _make_help_targets() -> set[str]:
+    out = subprocess.run(
+        ["make", "--no-print-directory", "help"],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def test_readme_and_make_help_list_the_same_targets() -> None:
+    readme, helped = _readme_make_targets(), _make_help_targets()
+    assert {"up", "test", "up_traefik", "fresh-check"} <= helped
+    assert readme - helped == set(), "README names targets `make help` does not list"
+    assert helped - readme == set(), "`make help` lists targets the README never shows"

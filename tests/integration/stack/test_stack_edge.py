@@ -129,3 +129,16 @@ def test_http_redirects_to_https(stack: ss.Stack, http: requests.Session, host: 
         assert followed.status_code == 200
         assert followed.url == stack.url(host, "/status")
         ss.note(f"http://{host}/status -> {r.status_code} {r.headers['Location']}")
+
+
+@pytest.mark.parametrize("page", ["/targets", "/alerts", "/rules"])
+def test_prometheus_pages_the_readme_names_work_in_either_mode(
+    stack: ss.Stack, http: requests.Session, page: str
+) -> None:
+    """Upstream Prometheus serves these at the root; the air-gapped stand-in under
+    /classic/, where Traefik redirects (PROMETHEUS_UI_MIDDLEWARE in .airgap.env)."""
+    r = http.get(
+        stack.url("prometheus.localhost", page), auth=stack.basic_auth, timeout=ss.HTTP_TIMEOUT
+    )
+    assert r.status_code == 200, f"{r.url}: HTTP {r.status_code}"
+    ss.note(f"prometheus {page}: 200 at {urlsplit(r.url).path}")
