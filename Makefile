@@ -150,7 +150,7 @@ up_traefik: images secrets ## Start Traefik, Prometheus and whoami, wait until h
 _up_traefik:
 	$(COMPOSE_EDGE) up -d --wait
 	scripts/wait-healthy.sh
-	@$(PY) -m stackctl urls --edge-only
+	@$(PY) -m stackctl urls --edge-only --wait 60
 
 .PHONY: up
 up: images secrets ## Start the whole stack (Traefik stack + wallet-api replicas + Redis) and wait (stage 3b)
@@ -160,7 +160,7 @@ up: images secrets ## Start the whole stack (Traefik stack + wallet-api replicas
 _up:
 	$(COMPOSE_ALL) up -d --build --wait
 	scripts/wait-healthy.sh
-	@$(PY) -m stackctl urls
+	@$(PY) -m stackctl urls --wait 60
 
 .PHONY: down
 down: ## Stop and remove the stack's containers (volumes are kept; `make clean` drops them)

@@ -47,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument(
         "--edge-only", action="store_true", help="the Traefik stack only (make up_traefik)"
     )
+    show.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="first wait (bounded) until Traefik routes the stack",
+    )
     return parser
 
 
@@ -62,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     elif args.command == "urls":
         try:
+            if args.wait > 0:
+                urls.wait_routed(args.root, wallet=not args.edge_only, timeout=args.wait)
             print("\n".join(urls.lines(args.root, wallet=not args.edge_only)))
         except envfile.SettingError as exc:
             print(f"stackctl urls: error: {exc}", file=sys.stderr)
