@@ -87,6 +87,9 @@ airgap: ## Air-gapped mode: start Docker, build local stand-in images, write .ai
 
 .PHONY: images
 images:
+	@# Engine and Compose v2 in either mode (a fresh Debian's docker.io has no Compose v2).
+	@if ! docker info >/dev/null 2>&1 || ! docker compose version >/dev/null 2>&1; then \
+	  scripts/airgap.sh --engine; fi
 	@if [ ! -f .airgap.env ] && ! scripts/airgap.sh --check >/dev/null 2>&1; then \
 	  echo "no container registry answers: using air-gapped stand-ins (scripts/airgap.sh)"; \
 	  scripts/airgap.sh; fi

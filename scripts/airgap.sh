@@ -3,9 +3,11 @@
 # for every upstream image, without any container registry. See infra/airgap/ and the
 # README section "Air-gapped mode".
 #
-# usage: scripts/airgap.sh [--check|--rebuild]
+# usage: scripts/airgap.sh [--check|--engine|--rebuild]
 #   (none)     start/install the engine and Compose v2, build the stand-in images that are
 #              missing, write .airgap.env (image overrides) at the repo root
+#   --engine   only start/install the engine and Compose v2 (what `make images` needs in
+#              either mode: Debian's docker.io has no Compose v2)
 #   --rebuild  the same, but rebuild every stand-in image (the cached debootstrap rootfs is
 #              reused; remove $AIRGAP_CACHE_DIR to redo it)
 #   --check    only tell whether an upstream registry answers: exit 0 = reachable,
@@ -15,7 +17,7 @@
 # AIRGAP_DEBIAN_MIRROR, AIRGAP_DEBIAN_SECURITY_MIRROR, AIRGAP_PROBE_IMAGE, AIRGAP_PROBE_TIMEOUT (s).
 set -euo pipefail
 
-readonly USAGE='usage: scripts/airgap.sh [--check|--rebuild]'
+readonly USAGE='usage: scripts/airgap.sh [--check|--engine|--rebuild]'
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly REPO_ROOT
 readonly AIRGAP_DIR="$REPO_ROOT/infra/airgap"
@@ -52,6 +54,7 @@ readonly HOST_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 LOG_DIR="$CACHE_DIR/logs"
 APT_UPDATED=0
 REBUILD=0
+ENGINE_ONLY=0
 BUILDKIT=0
 START=$SECONDS
 
@@ -487,6 +490,7 @@ main() {
 	0:) ;;
 	1:--rebuild) REBUILD=1 ;;
 	1:--check) check_registry ;;
+	1:--engine) ENGINE_ONLY=1 ;;
 	1:-h | 1:--help)
 		echo "$USAGE"
 		exit 0
@@ -504,6 +508,10 @@ main() {
 
 	ensure_engine
 	ensure_compose
+	if [ "$ENGINE_ONLY" -eq 1 ]; then
+		say "engine and Compose v2 ready in $((SECONDS - START))s"
+		exit 0
+	fi
 	ensure_images
 	write_env_file
 	say "ready in $((SECONDS - START))s: $DEBIAN_IMAGE $PYTHON_IMAGE $REDIS_IMAGE $TRAEFIK_IMAGE $PROMETHEUS_IMAGE $WHOAMI_IMAGE"

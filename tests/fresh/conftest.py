@@ -74,7 +74,7 @@ def fresh() -> Iterator[fs.Fresh]:
         rc, out, _ = fs.run(
             ["docker", "run", "-d", "--name", container, "--network", "host",
              "-v", "/var/run/docker.sock:/var/run/docker.sock",
-             "-v", f"{clone}:{clone}", "-w", str(clone),
+             "-v", f"{clone}:{clone}", "-w", str(clone), *fs.host_cli_mount(),
              "-e", f"COMPOSE_PROJECT_NAME={fs.PROJECT}", "-e", f"HTTP_PORT={fs.HTTP_PORT}",
              "-e", f"HTTPS_PORT={fs.HTTPS_PORT}", "-e", "DEBIAN_FRONTEND=noninteractive",
              result.base_image, "sleep", "3600"],

@@ -79,6 +79,28 @@ def base_image() -> str:
     return airgap.get("DEBIAN_IMAGE") or os.environ.get("DEBIAN_IMAGE") or UPSTREAM_BASE
 
 
+# Debian 12's docker.io (Docker 20.10), which provision.sh installs in the container,
+# speaks Docker API 1.41. Docker 29 engines refuse clients below 1.44 by default.
+DEBIAN_CLI_API = (1, 41)
+
+
+def host_cli_mount() -> list[str]:
+    """`docker run` options that lend the host's docker CLI to the container when the
+    host engine refuses Debian's older CLI. The engine is the host's anyway (its socket
+    is mounted); everything else still comes from the README's set-up."""
+    out = subprocess.run(
+        ["docker", "version", "--format", "{{.Server.MinAPIVersion}}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    if tuple(int(p) for p in out.split(".")) <= DEBIAN_CLI_API:
+        return []
+    cli = shutil.which("docker")
+    if cli is None:
+        pytest.fail("no docker CLI on PATH")
+    SUMMARY.append(f"host engine needs Docker API >= {out}: the host's docker CLI is lent")
+    return ["-v", f"{os.path.realpath(cli)}:/usr/local/bin/docker:ro"]
+
+
 def run(cmd: list[str], timeout: float) -> tuple[int, str, float]:
     started = time.monotonic()
     try:
