@@ -1,5 +1,6 @@
-from conftest import OTHER_KEY, Api, auth
 from flask.testing import FlaskClient
+
+from tests.helpers import OTHER_KEY, Api, auth
 
 
 def test_open_endpoints_need_no_key(client: FlaskClient) -> None:

@@ -1,39 +1,11 @@
 """Every response the API gives in a full scenario matches /openapi.json."""
 
-import re
 from typing import Any
 
 import pytest
-from conftest import auth
 from flask.testing import FlaskClient
-from jsonschema import Draft202012Validator
-from werkzeug.test import TestResponse
 
-from wallet_api.openapi import build_spec
-
-SPEC = build_spec()
-
-
-def _operation(path: str, method: str) -> dict[str, Any]:
-    for template, item in SPEC["paths"].items():
-        pattern = "^" + re.sub(r"\{[^}]+\}", "[^/]+", template) + "$"
-        if re.match(pattern, path) and method in item:
-            return item[method]  # type: ignore[no-any-return]
-    raise AssertionError(f"{method.upper()} {path} is not documented")
-
-
-def check(method: str, url: str, response: TestResponse) -> None:
-    path = url.split("?", maxsplit=1)[0]
-    op = _operation(path, method)
-    documented = op["responses"].get(str(response.status_code))
-    assert documented is not None, f"{method.upper()} {path} -> {response.status_code} undocumented"
-    if "$ref" in documented:
-        documented = SPEC["components"]["responses"][documented["$ref"].rsplit("/", 1)[1]]
-    ((media, content),) = documented["content"].items()
-    assert response.mimetype == media, (path, response.mimetype, media)
-    validator = Draft202012Validator({**content["schema"], "components": SPEC["components"]})
-    errors = sorted(validator.iter_errors(response.get_json()), key=str)
-    assert not errors, f"{method.upper()} {path} {response.status_code}: {errors[0].message}"
+from tests.helpers import SPEC, auth, check
 
 
 def test_spec_is_valid_openapi_31_shape(client: FlaskClient) -> None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import fakeredis
 import pytest
 import schemathesis
-from conftest import API_KEY
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from tests.helpers import API_KEY
 from wallet_api import create_app
 from wallet_api.config import Settings
 

@@ -44,6 +44,9 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    # No 308 from /wallets//x/deposit to /wallets/x/deposit: an id that is not
+    # valid must not be redirected to one that is (and so move someone's money).
+    app.url_map.merge_slashes = False
 
     client = redis_client or redis.Redis.from_url(
         settings.redis_url,
