@@ -3,9 +3,13 @@
 from typing import Any
 
 import pytest
+from flask import Blueprint, Flask
 from flask.testing import FlaskClient
 
 from tests.helpers import SPEC, auth, check
+from wallet_api.contract import operation
+from wallet_api.models import Health
+from wallet_api.service import ApiResponse
 
 
 def test_spec_is_valid_openapi_31_shape(client: FlaskClient) -> None:
@@ -70,3 +74,26 @@ def test_check_catches_a_drift() -> None:
 
     with pytest.raises(AssertionError, match="minimum"):
         check("get", "/wallets/a", Fake())  # type: ignore[arg-type]
+
+
+def test_an_undocumented_answer_is_a_bug_not_a_silent_drift(app: Flask) -> None:
+    """contract.operation serialises answers by their declared status: a view
+    answering with another status fails loudly instead of leaving the document."""
+    bp = Blueprint("drift", __name__)
+
+    @bp.get("/drift")
+    @operation((200, Health, "OK"), auth=False)
+    def drift() -> ApiResponse:
+        return ApiResponse(202, {"status": "accepted"})
+
+    @bp.get("/extra-field")
+    @operation((200, Health, "OK"), auth=False)
+    def extra_field() -> ApiResponse:
+        return ApiResponse(200, {"status": "ok", "secret": "x"})
+
+    app.register_blueprint(bp)
+    with app.test_client() as c:
+        for url in ("/drift", "/extra-field"):
+            r = c.get(url)
+            assert r.status_code == 500 and r.mimetype == "application/problem+json", url
+            assert "secret" not in r.get_data(as_text=True)
