@@ -75,6 +75,8 @@ def _cases(wid: str) -> list[tuple[str, str, Any, dict[str, str], int, str]]:
         ("get", f"/wallets/{wid}/transactions?limit=abc", {}, {}, 422, "limit"),
         ("get", f"/wallets/{wid}/transactions?cursor=-1", {}, {}, 422, "cursor"),
         ("get", f"/wallets/{wid}/transactions?limt=5", {}, {}, 422, "limt"),
+        ("get", f"/wallets/{wid}?limit=5", {}, {}, 422, "limit"),
+        ("post", f"{dep}?amount=5", '{"amount": 5}', h, 422, "amount"),
         # Issue 9: `$` let a trailing newline through, str.isdigit() took '²'.
         ("post", "/wallets", '{"currency": "EUR", "id": "abc\\n"}', h, 422, "id"),
         ("post", "/wallets", '{"currency": "EUR\\n"}', h, 422, "currency"),
