@@ -30,14 +30,16 @@ from spectree import Response as SpecResponse
 
 from wallet_api import validation
 from wallet_api.context import wallet_context
-from wallet_api.models import IdempotencyHeaders, Problem, WalletId
+from wallet_api.models import IdempotencyHeaders, Problem
 from wallet_api.openapi import BEARER, spec_tree
 from wallet_api.problems import problem_response
 from wallet_api.service import ApiResponse, Caller
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
-# Every path parameter of the API, by name: validated, and documented, as this type.
-PATH_PARAMETERS: dict[str, TypeAdapter[Any]] = {"wallet_id": TypeAdapter(WalletId)}
+# Every path parameter of the API, by name: validated (validation.wallet_id), and
+# documented (openapi.py), as this type.
+PATH_PARAMETERS: dict[str, TypeAdapter[Any]] = {"wallet_id": validation.WALLET_ID}
+_INJECTED = {"caller", "query", "body", "raw"}  # what handler() passes besides path ids
 
 REPLAYED = {
     "Idempotent-Replayed": {
@@ -83,7 +85,7 @@ def operation(
     success, model, description = ok
     statuses = set(problems)
     if auth:
-        statuses |= {401, 422}  # bad key; unknown query parameters
+        statuses |= {401, 422}  # 422: an unknown query parameter
     if body is not None:
         statuses |= {400, 413, 415, 422}
     if query is not None or idempotent:
@@ -91,8 +93,11 @@ def operation(
     header_model = IdempotencyHeaders if idempotent else None
 
     def decorate(view: View) -> Callable[..., Response]:
-        takes_path_id = any(n in PATH_PARAMETERS for n in inspect.signature(view).parameters)
-        all_statuses = statuses | ({404} if takes_path_id else set())
+        path_ids = set(inspect.signature(view).parameters) - _INJECTED
+        unknown = path_ids - PATH_PARAMETERS.keys()
+        if unknown:  # a new path parameter needs its type in PATH_PARAMETERS
+            raise TypeError(f"{view.__name__}: path parameters without a type: {unknown}")
+        all_statuses = statuses | ({404} if path_ids else set())
         responses: dict[int, type[BaseModel]] = {success: model}
         responses.update(dict.fromkeys(sorted(all_statuses), Problem))
         response_headers = {s: h for s, h in _HEADERS.items() if s in responses}

@@ -21,7 +21,7 @@ from wallet_api.problems import FieldError, ProblemError, problem
 
 M = TypeVar("M", bound=BaseModel)
 
-_WALLET_ID: TypeAdapter[str] = TypeAdapter(WalletId)
+WALLET_ID: TypeAdapter[str] = TypeAdapter(WalletId)
 _RANGE = {
     "greater_than": "must be greater than {gt}",
     "greater_than_equal": "must be at least {ge}",
@@ -82,7 +82,7 @@ def header(model: type[M], name: str) -> M | None:
 def wallet_id(value: str) -> str:
     """A wallet id from the path: one that cannot exist is simply not found."""
     try:
-        return _WALLET_ID.validate_python(value)
+        return WALLET_ID.validate_python(value)
     except ValidationError:
         raise ProblemError(
             problem(404, "wallet-not-found", "Wallet not found", "no wallet has this id")
