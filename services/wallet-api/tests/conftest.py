@@ -22,6 +22,7 @@ def settings() -> Settings:
         max_amount=1_000_000,
         replica_id="test-replica",
         log_level="WARNING",
+        validate_responses=True,  # every answer checked against its model
     )
 
 

@@ -97,3 +97,34 @@ def test_an_undocumented_answer_is_a_bug_not_a_silent_drift(app: Flask) -> None:
             r = c.get(url)
             assert r.status_code == 500 and r.mimetype == "application/problem+json", url
             assert "secret" not in r.get_data(as_text=True)
+
+
+def test_production_serialisation_gives_the_documents_the_models_give(
+    app: Flask, client: FlaskClient
+) -> None:
+    """Production skips validating its own answers (json.dumps); the documents
+    must be the same ones, field for field and in the same order."""
+    from dataclasses import replace
+
+    from wallet_api.context import wallet_context
+
+    client.post("/wallets", json={"currency": "EUR", "id": "a"}, headers=auth())
+    client.post("/wallets", json={"currency": "EUR", "id": "b"}, headers=auth())
+    calls = [
+        ("post", "/wallets/a/deposit", {"amount": 9}, "k1"),  # replayed with the flag off
+        ("post", "/transfers", {"from": "a", "to": "b", "amount": 2}, "k2"),
+        ("get", "/wallets/a", None, None),
+        ("get", "/wallets/a/transactions?limit=1", None, None),
+    ]
+    documents: list[list[tuple[str, Any]]] = []
+    with app.app_context():
+        ctx = wallet_context()
+    for validate in (True, False):
+        ctx.settings = replace(ctx.settings, validate_responses=validate)
+        for method, url, body, key in calls:
+            headers = auth(**({"Idempotency-Key": key} if key else {}))
+            r = getattr(client, method)(url, json=body, headers=headers)
+            assert r.status_code in (200, 201), r.get_json()
+            check(method, url, r)
+            documents.append(list(r.get_json().items()))
+    assert documents[: len(calls)] == documents[len(calls) :]

@@ -13,8 +13,8 @@ Each constrained field's description is written as the rule it enforces: a
 refused value is answered with ``<field>: must be <description>`` (see
 validation.py), so the documentation and the error message cannot drift apart.
 
-Responses are serialised through their model too (contract.py), so an answer
-cannot carry a field the document does not describe.
+Response models are the documented shape of every answer; in the test suites
+each answer is validated against its model as it is sent (contract.py).
 """
 
 from __future__ import annotations

@@ -16,12 +16,14 @@ from typing import Any, TypeVar
 from flask import request
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from wallet_api.models import WalletId
+from wallet_api.models import IdempotencyHeaders, IdempotencyKeyValue, WalletId
 from wallet_api.problems import FieldError, ProblemError, problem
 
 M = TypeVar("M", bound=BaseModel)
 
+IDEMPOTENCY_KEY = "Idempotency-Key"
 WALLET_ID: TypeAdapter[str] = TypeAdapter(WalletId)
+_IDEMPOTENCY_KEY: TypeAdapter[str] = TypeAdapter(IdempotencyKeyValue)
 _RANGE = {
     "greater_than": "must be greater than {gt}",
     "greater_than_equal": "must be at least {ge}",
@@ -70,13 +72,18 @@ def query(model: type[M] | None) -> M | None:
     return validate(model, request.args.to_dict(), unknown="is not a known query parameter")
 
 
-def header(model: type[M], name: str) -> M | None:
-    """One request header validated by `model` (whose field is aliased `name`);
-    None when the header is absent."""
-    value = request.headers.get(name)
+def idempotency_key() -> str | None:
+    """The Idempotency-Key header, validated by the type IdempotencyHeaders
+    declares for it (through its adapter: no model instance per request)."""
+    value = request.headers.get(IDEMPOTENCY_KEY)
     if value is None:
         return None
-    return validate(model, {name: value}, unknown="is not a known header")
+    try:
+        return _IDEMPOTENCY_KEY.validate_python(value)
+    except ValidationError:
+        raise FieldError(
+            IDEMPOTENCY_KEY, "must be " + _rules(IdempotencyHeaders)[IDEMPOTENCY_KEY]
+        ) from None
 
 
 def wallet_id(value: str) -> str:
