@@ -1,5 +1,6 @@
-from conftest import OTHER_KEY, Api, auth
 from flask.testing import FlaskClient
+
+from tests.helpers import OTHER_KEY, Api, auth
 
 
 def test_open_endpoints_need_no_key(client: FlaskClient) -> None:
@@ -158,3 +159,13 @@ def test_docs_page_is_self_contained(client: FlaskClient) -> None:
     html = client.get("/docs").get_data(as_text=True)
     assert "/openapi.json" in html
     assert "http://" not in html and "https://" not in html  # no CDN
+
+
+def test_one_version_source_the_package_metadata(client: FlaskClient) -> None:
+    from importlib.metadata import version
+
+    from wallet_api import __version__
+
+    assert __version__ == version("wallet-api")
+    assert client.get("/status").get_json()["version"] == __version__
+    assert client.get("/openapi.json").get_json()["info"]["version"] == __version__

@@ -5,8 +5,9 @@ from typing import Any
 
 import fakeredis
 import pytest
-from conftest import Api, auth
 from flask.testing import FlaskClient
+
+from tests.helpers import Api, auth
 
 JSON = "application/json"
 
@@ -74,6 +75,29 @@ def _cases(wid: str) -> list[tuple[str, str, Any, dict[str, str], int, str]]:
         ("get", f"/wallets/{wid}/transactions?limit=abc", {}, {}, 422, "limit"),
         ("get", f"/wallets/{wid}/transactions?cursor=-1", {}, {}, 422, "cursor"),
         ("get", f"/wallets/{wid}/transactions?limt=5", {}, {}, 422, "limt"),
+        ("get", f"/wallets/{wid}?limit=5", {}, {}, 422, "limit"),
+        ("post", f"{dep}?amount=5", '{"amount": 5}', h, 422, "amount"),
+        # Issue 9: `$` let a trailing newline through, str.isdigit() took '²'.
+        ("post", "/wallets", '{"currency": "EUR", "id": "abc\\n"}', h, 422, "id"),
+        ("post", "/wallets", '{"currency": "EUR\\n"}', h, 422, "currency"),
+        ("post", "/wallets", '{"currency": "EUR", "id": null}', h, 422, "id"),
+        (
+            "post",
+            "/transfers",
+            '{"from": "' + wid + '\\n", "to": "x", "amount": 5}',
+            h,
+            422,
+            "from",
+        ),
+        ("post", f"/wallets/{wid}%0A/deposit", '{"amount": 5}', h, 404, "wallet-not-found"),
+        ("get", f"/wallets/{wid}/transactions?limit=%C2%B2", {}, {}, 422, "limit"),
+        ("get", f"/wallets/{wid}/transactions?cursor=%C2%B2", {}, {}, 422, "cursor"),
+        ("get", f"/wallets/{wid}/transactions?limit=%D9%A3", {}, {}, 422, "limit"),
+        ("get", f"/wallets/{wid}/transactions?limit=5%0A", {}, {}, 422, "limit"),
+        ("get", f"/wallets/{wid}/transactions?limit=+5", {}, {}, 422, "limit"),
+        ("get", f"/wallets/{wid}/transactions?limit=1_0", {}, {}, 422, "limit"),
+        ("get", f"/wallets/{wid}/transactions?cursor=1%0A", {}, {}, 422, "cursor"),
+        ("post", dep, '{"amount": 5}', {**h, "Idempotency-Key": "a b"}, 422, "Idempotency-Key"),
     ]
 
 
@@ -97,11 +121,37 @@ def test_malformed_requests_are_refused_cleanly(
         assert r.mimetype == "application/problem+json", url
         problem = r.get_json()
         assert problem["status"] == status
+        assert problem["instance"] == r.request.path
+        assert problem["request_id"] == r.headers["X-Request-ID"]
         fields = [e["field"] for e in problem.get("errors", [])]
         assert expected in fields or problem["type"].endswith(expected), (expected, problem)
     after = {k: fake_redis.dump(k) for k in fake_redis.keys("*")}
     assert after == before, "a refused request changed stored state"
     assert len(cases) >= 30
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"currency": "EUR", "id": "abc\n"}, "id"), ({"currency": "EUR\n"}, "currency")],
+)
+def test_issue_9_newline_ids_and_currencies_create_nothing(
+    client: FlaskClient, fake_redis: fakeredis.FakeRedis, body: dict[str, str], field: str
+) -> None:
+    r = client.post("/wallets", json=body, headers=auth())
+    assert r.status_code == 422, r.get_json()
+    assert [e["field"] for e in r.get_json()["errors"]] == [field]
+    assert fake_redis.keys("*") == []
+    assert client.get("/wallets/abc%0A", headers=auth()).status_code == 404
+
+
+@pytest.mark.parametrize("query", ["limit=%C2%B2", "cursor=%C2%B2"])
+def test_issue_9_unicode_digits_in_the_query_are_422(
+    api: Api, client: FlaskClient, query: str
+) -> None:
+    wid = api.create()["id"]
+    r = client.get(f"/wallets/{wid}/transactions?{query}", headers=auth())
+    assert r.status_code == 422, r.get_json()
+    assert r.get_json()["errors"][0]["field"] == query.split("=", maxsplit=1)[0]
 
 
 @pytest.mark.parametrize("amount", [1, 1_000_000])

@@ -13,6 +13,14 @@ def test_defaults() -> None:
     assert s.replica_id == "r1"
 
 
+def test_numbers_in_range_are_read() -> None:
+    s = Settings.from_env(
+        {**KEYS, "MAX_AMOUNT": "500", "REDIS_TIMEOUT_SECONDS": "0.25", "COMMIT_SHARDS": "+4"}
+    )
+    assert (s.max_amount, s.redis_timeout, s.commit_shards) == (500, 0.25, 4)
+    assert Settings.from_env({**KEYS, "REDIS_TIMEOUT_SECONDS": "1e1"}).redis_timeout == 10.0
+
+
 def test_comma_separated_keys() -> None:
     s = Settings.from_env({"WALLET_API_KEYS": f" {'a' * 16} ,{'b' * 20},"})
     assert s.api_keys == ("a" * 16, "b" * 20)
@@ -29,6 +37,12 @@ def test_comma_separated_keys() -> None:
         ({**KEYS, "IDEMPOTENCY_TTL_SECONDS": "5"}, "IDEMPOTENCY_TTL_SECONDS: must be between 60"),
         ({**KEYS, "LOG_LEVEL": "loud"}, "LOG_LEVEL: must be DEBUG, INFO, WARNING or ERROR"),
         ({**KEYS, "REDIS_TIMEOUT_SECONDS": "x"}, "REDIS_TIMEOUT_SECONDS: must be a number"),
+        # int() and float() would take these: Unicode digits, '_', spaces, nan.
+        ({**KEYS, "MAX_AMOUNT": "\u0661\u0660"}, "MAX_AMOUNT: must be an integer, got"),
+        ({**KEYS, "MAX_AMOUNT": "1_000"}, "MAX_AMOUNT: must be an integer, got '1_000'"),
+        ({**KEYS, "COMMIT_SHARDS": " 2"}, "COMMIT_SHARDS: must be an integer, got ' 2'"),
+        ({**KEYS, "REDIS_TIMEOUT_SECONDS": "nan"}, "REDIS_TIMEOUT_SECONDS: must be a number"),
+        ({**KEYS, "REDIS_TIMEOUT_SECONDS": "61"}, "REDIS_TIMEOUT_SECONDS: must be between"),
     ],
 )
 def test_bad_values_fail_with_one_line_naming_the_variable(

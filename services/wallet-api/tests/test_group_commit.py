@@ -10,8 +10,9 @@ import pytest
 
 from wallet_api.combiner import GroupCommitter
 from wallet_api.domain.ledger import EntryType
+from wallet_api.domain.operations import Applied, MoneyOp, Op, Outcome, Refused
 from wallet_api.service import render
-from wallet_api.store import Applied, MoneyOp, Op, Outcome, Refused, StoreUnavailable, WalletStore
+from wallet_api.store import StoreUnavailable, WalletStore
 
 
 class SlowStore(WalletStore):

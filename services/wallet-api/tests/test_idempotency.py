@@ -1,9 +1,10 @@
 import threading
 
 import pytest
-from conftest import OTHER_KEY, Api, auth
 from flask import Flask
 from flask.testing import FlaskClient
+
+from tests.helpers import OTHER_KEY, Api, auth
 
 
 def _history_len(client: FlaskClient, wid: str) -> int:
@@ -144,3 +145,21 @@ def test_redis_trouble_is_a_503_problem_saying_what_happened(
     assert r.status_code == 503 and r.mimetype == "application/problem+json"
     assert r.get_json()["type"].endswith(slug)
     assert r.headers["Retry-After"] == "1"
+
+
+def test_problems_from_outcomes_and_replays_carry_this_requests_instance_and_id(
+    api: Api,
+) -> None:
+    wid = api.create()["id"]
+    answers = [
+        api.move("withdraw", wid, 10, key="k-p"),  # rendered from the ledger's refusal
+        api.move("withdraw", wid, 10, key="k-p"),  # replayed from the idempotency record
+        api.move("withdraw", wid, 11, key="k-p"),  # the key reused with another body
+    ]
+    assert [r.status_code for r in answers] == [409, 409, 422]
+    assert answers[1].headers["Idempotent-Replayed"] == "true"
+    for r in answers:
+        problem = r.get_json()
+        assert problem["instance"] == f"/wallets/{wid}/withdraw"
+        assert problem["request_id"] == r.headers["X-Request-ID"]
+    assert len({r.get_json()["request_id"] for r in answers}) == 3

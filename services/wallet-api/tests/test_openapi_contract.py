@@ -1,39 +1,15 @@
 """Every response the API gives in a full scenario matches /openapi.json."""
 
-import re
 from typing import Any
 
 import pytest
-from conftest import auth
+from flask import Blueprint, Flask
 from flask.testing import FlaskClient
-from jsonschema import Draft202012Validator
-from werkzeug.test import TestResponse
 
-from wallet_api.openapi import build_spec
-
-SPEC = build_spec()
-
-
-def _operation(path: str, method: str) -> dict[str, Any]:
-    for template, item in SPEC["paths"].items():
-        pattern = "^" + re.sub(r"\{[^}]+\}", "[^/]+", template) + "$"
-        if re.match(pattern, path) and method in item:
-            return item[method]  # type: ignore[no-any-return]
-    raise AssertionError(f"{method.upper()} {path} is not documented")
-
-
-def check(method: str, url: str, response: TestResponse) -> None:
-    path = url.split("?", maxsplit=1)[0]
-    op = _operation(path, method)
-    documented = op["responses"].get(str(response.status_code))
-    assert documented is not None, f"{method.upper()} {path} -> {response.status_code} undocumented"
-    if "$ref" in documented:
-        documented = SPEC["components"]["responses"][documented["$ref"].rsplit("/", 1)[1]]
-    ((media, content),) = documented["content"].items()
-    assert response.mimetype == media, (path, response.mimetype, media)
-    validator = Draft202012Validator({**content["schema"], "components": SPEC["components"]})
-    errors = sorted(validator.iter_errors(response.get_json()), key=str)
-    assert not errors, f"{method.upper()} {path} {response.status_code}: {errors[0].message}"
+from tests.helpers import SPEC, auth, check
+from wallet_api.contract import operation
+from wallet_api.models import Health
+from wallet_api.service import ApiResponse
 
 
 def test_spec_is_valid_openapi_31_shape(client: FlaskClient) -> None:
@@ -98,3 +74,57 @@ def test_check_catches_a_drift() -> None:
 
     with pytest.raises(AssertionError, match="minimum"):
         check("get", "/wallets/a", Fake())  # type: ignore[arg-type]
+
+
+def test_an_undocumented_answer_is_a_bug_not_a_silent_drift(app: Flask) -> None:
+    """contract.operation serialises answers by their declared status: a view
+    answering with another status fails loudly instead of leaving the document."""
+    bp = Blueprint("drift", __name__)
+
+    @bp.get("/drift")
+    @operation((200, Health, "OK"), auth=False)
+    def drift() -> ApiResponse:
+        return ApiResponse(202, {"status": "accepted"})
+
+    @bp.get("/extra-field")
+    @operation((200, Health, "OK"), auth=False)
+    def extra_field() -> ApiResponse:
+        return ApiResponse(200, {"status": "ok", "secret": "x"})
+
+    app.register_blueprint(bp)
+    with app.test_client() as c:
+        for url in ("/drift", "/extra-field"):
+            r = c.get(url)
+            assert r.status_code == 500 and r.mimetype == "application/problem+json", url
+            assert "secret" not in r.get_data(as_text=True)
+
+
+def test_production_serialisation_gives_the_documents_the_models_give(
+    app: Flask, client: FlaskClient
+) -> None:
+    """Production skips validating its own answers (json.dumps); the documents
+    must be the same ones, field for field and in the same order."""
+    from dataclasses import replace
+
+    from wallet_api.context import wallet_context
+
+    client.post("/wallets", json={"currency": "EUR", "id": "a"}, headers=auth())
+    client.post("/wallets", json={"currency": "EUR", "id": "b"}, headers=auth())
+    calls = [
+        ("post", "/wallets/a/deposit", {"amount": 9}, "k1"),  # replayed with the flag off
+        ("post", "/transfers", {"from": "a", "to": "b", "amount": 2}, "k2"),
+        ("get", "/wallets/a", None, None),
+        ("get", "/wallets/a/transactions?limit=1", None, None),
+    ]
+    documents: list[list[tuple[str, Any]]] = []
+    with app.app_context():
+        ctx = wallet_context()
+    for validate in (True, False):
+        ctx.settings = replace(ctx.settings, validate_responses=validate)
+        for method, url, body, key in calls:
+            headers = auth(**({"Idempotency-Key": key} if key else {}))
+            r = getattr(client, method)(url, json=body, headers=headers)
+            assert r.status_code in (200, 201), r.get_json()
+            check(method, url, r)
+            documents.append(list(r.get_json().items()))
+    assert documents[: len(calls)] == documents[len(calls) :]

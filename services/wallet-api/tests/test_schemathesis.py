@@ -9,15 +9,20 @@ from __future__ import annotations
 import fakeredis
 import pytest
 import schemathesis
-from conftest import API_KEY
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from tests.helpers import API_KEY
 from wallet_api import create_app
 from wallet_api.config import Settings
 
 app = create_app(
-    Settings(redis_url="redis://unused:6379/0", api_keys=(API_KEY,), log_level="ERROR"),
+    Settings(
+        redis_url="redis://unused:6379/0",
+        api_keys=(API_KEY,),
+        log_level="ERROR",
+        validate_responses=True,
+    ),
     redis_client=fakeredis.FakeRedis(),
 )
 with app.test_client() as _c:  # a wallet the generated ids may hit

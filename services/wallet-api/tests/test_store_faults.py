@@ -9,20 +9,22 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from wallet_api.domain.ledger import EntryType
-from wallet_api.service import render
-from wallet_api.store import (
+from wallet_api.domain.operations import (
     Applied,
-    ContentionExhausted,
     Idempotency,
     KeyInUse,
     MoneyOp,
-    OutcomeUnknown,
     Refused,
     Replayed,
-    RetryPolicy,
-    StoreUnavailable,
     TransferApplied,
     TransferOp,
+)
+from wallet_api.service import render
+from wallet_api.store import (
+    ContentionExhausted,
+    OutcomeUnknown,
+    RetryPolicy,
+    StoreUnavailable,
     WalletStore,
 )
 

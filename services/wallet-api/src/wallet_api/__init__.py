@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-__version__ = "1.0.0"
+# One version source: the package metadata, i.e. pyproject.toml's [project]
+# version (helm/wallet-stack/Chart.yaml's appVersion is tested against it).
+try:
+    __version__ = version("wallet-api")
+except PackageNotFoundError:  # pragma: no cover - a source tree never installed
+    __version__ = "0+unknown"
 
 if TYPE_CHECKING:
     from flask import Flask

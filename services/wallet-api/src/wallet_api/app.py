@@ -15,10 +15,15 @@ from wallet_api.auth import ApiKeys
 from wallet_api.config import Settings
 from wallet_api.context import EXTENSION, WalletContext
 from wallet_api.domain.ledger import DomainRefusal
-from wallet_api.domain.money import FieldError
 from wallet_api.observability import configure_logging, init_metrics, init_request_logging
-from wallet_api.problems import ProblemError, field_problem, problem, problem_response
-from wallet_api.routes import docs, health, wallets
+from wallet_api.problems import (
+    FieldError,
+    ProblemError,
+    problem,
+    problem_response,
+    validation_problem,
+)
+from wallet_api.routes import ALL_BLUEPRINTS
 from wallet_api.service import WalletService
 from wallet_api.store import (
     ContentionExhausted,
@@ -39,6 +44,9 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    # No 308 from /wallets//x/deposit to /wallets/x/deposit: an id that is not
+    # valid must not be redirected to one that is (and so move someone's money).
+    app.url_map.merge_slashes = False
 
     client = redis_client or redis.Redis.from_url(
         settings.redis_url,
@@ -72,7 +80,7 @@ def create_app(
         api_keys=ApiKeys(settings.api_keys),
     )
     init_request_logging(app, settings.replica_id)
-    for blueprint in (health.bp, wallets.bp, docs.bp):
+    for blueprint in ALL_BLUEPRINTS:
         app.register_blueprint(blueprint)
     _register_error_handlers(app)
     return app
@@ -85,7 +93,7 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(FieldError)
     def _field(exc: FieldError) -> Response:
-        return problem_response(field_problem(exc.field, exc.detail))
+        return problem_response(validation_problem(exc.errors))
 
     @app.errorhandler(DomainRefusal)
     def _refusal(exc: DomainRefusal) -> Response:

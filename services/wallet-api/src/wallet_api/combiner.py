@@ -23,7 +23,8 @@ import zlib
 from collections import deque
 from dataclasses import dataclass, field
 
-from wallet_api.store import MoneyOp, Op, Outcome, Render, WalletStore
+from wallet_api.domain.operations import Op, Outcome, Render
+from wallet_api.store import WalletStore
 
 
 @dataclass
@@ -58,7 +59,7 @@ class GroupCommitter:
     def submit(self, op: Op) -> Outcome:
         # A transfer queues with its source wallet; a race with its target's
         # queue is caught by WATCH like any other.
-        wallet_id = op.wallet_id if isinstance(op, MoneyOp) else op.source
+        wallet_id = op.wallets[0]
         shard = self._shards[zlib.crc32(wallet_id.encode()) % len(self._shards)]
         slot = _Slot(op)
         with shard.mutex:

@@ -2,66 +2,54 @@
 
 A bad value stops the process with one line naming the variable, e.g.
 ``configuration error: MAX_AMOUNT: must be an integer, got 'ten'``.
+
+Each setting is declared once, as a dataclass field carrying its variable, its
+parser and its default; one loop reads them all. (pydantic-settings was
+considered: its errors are multi-line and would need translating back into
+these one-liners, which is most of this module anyway.) Numbers are read as
+ASCII digits only: Python's int() and float() also take Arabic-Indic
+digits, '1_0' or ' 5'.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
 from urllib.parse import urlparse
 
 from wallet_api.domain.money import MAX_SAFE_BALANCE
 
-T = TypeVar("T")
-
 MIN_API_KEY_LENGTH = 16
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 class ConfigError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class Settings:
-    redis_url: str
-    api_keys: tuple[str, ...]
-    idempotency_ttl: int = 86_400
-    max_amount: int = 10_000_000_000
-    watch_max_attempts: int = 12
-    commit_shards: int = 1
-    redis_timeout: float = 2.0
-    max_body_bytes: int = 16_384
-    log_level: str = "INFO"
-    replica_id: str = "local"
+def _setting(env: str, parse: Callable[[str], Any], **default: Any) -> Any:
+    """A field read from `env` with `parse`; without a default it is required
+    (an unset variable is parsed as '' so its parser says what is missing)."""
+    return field(metadata={"env": env, "parse": parse}, **default)
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
 
-        def get(name: str, parse: Callable[[str], T], default: T) -> T:
-            raw = env.get(name)
-            if raw is None or raw == "":
-                return default
-            try:
-                return parse(raw)
-            except ValueError as exc:
-                raise ConfigError(f"{name}: {exc}") from None
+def _number(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], Any]:
+    pattern, noun = (_INT, "an integer") if kind is int else (_FLOAT, "a number")
 
-        return cls(
-            redis_url=get("REDIS_URL", _redis_url, "redis://127.0.0.1:6379/0"),
-            api_keys=_api_keys(env.get("WALLET_API_KEYS", "")),
-            idempotency_ttl=get("IDEMPOTENCY_TTL_SECONDS", _int_between(60, 30 * 86_400), 86_400),
-            max_amount=get("MAX_AMOUNT", _int_between(1, MAX_SAFE_BALANCE), 10_000_000_000),
-            watch_max_attempts=get("WATCH_MAX_ATTEMPTS", _int_between(1, 100), 12),
-            commit_shards=get("COMMIT_SHARDS", _int_between(1, 64), 1),
-            redis_timeout=get("REDIS_TIMEOUT_SECONDS", _float_between(0.05, 60.0), 2.0),
-            max_body_bytes=get("MAX_BODY_BYTES", _int_between(256, 1_048_576), 16_384),
-            log_level=get("LOG_LEVEL", _log_level, "INFO"),
-            replica_id=get("REPLICA_ID", str, socket.gethostname()),
-        )
+    def parse(raw: str) -> int | float:
+        if not pattern.fullmatch(raw):
+            raise ValueError(f"must be {noun}, got {raw!r}")
+        value = kind(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
 
 
 def _redis_url(raw: str) -> str:
@@ -74,39 +62,11 @@ def _redis_url(raw: str) -> str:
 def _api_keys(raw: str) -> tuple[str, ...]:
     keys = tuple(k.strip() for k in raw.split(",") if k.strip())
     if not keys:
-        raise ConfigError("WALLET_API_KEYS: set at least one bearer token (comma-separated)")
+        raise ValueError("set at least one bearer token (comma-separated)")
     short = [i for i, k in enumerate(keys) if len(k) < MIN_API_KEY_LENGTH]
     if short:
-        raise ConfigError(
-            f"WALLET_API_KEYS: key #{short[0] + 1} is shorter than {MIN_API_KEY_LENGTH} characters"
-        )
+        raise ValueError(f"key #{short[0] + 1} is shorter than {MIN_API_KEY_LENGTH} characters")
     return keys
-
-
-def _int_between(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError(f"must be an integer, got {raw!r}") from None
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}, got {value}")
-        return value
-
-    return parse
-
-
-def _float_between(low: float, high: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError(f"must be a number, got {raw!r}") from None
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}, got {value}")
-        return value
-
-    return parse
 
 
 def _log_level(raw: str) -> str:
@@ -114,3 +74,43 @@ def _log_level(raw: str) -> str:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ValueError(f"must be DEBUG, INFO, WARNING or ERROR, got {raw!r}")
     return level
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_keys: tuple[str, ...] = _setting("WALLET_API_KEYS", _api_keys)
+    redis_url: str = _setting("REDIS_URL", _redis_url, default="redis://127.0.0.1:6379/0")
+    idempotency_ttl: int = _setting(
+        "IDEMPOTENCY_TTL_SECONDS", _number(int, 60, 30 * 86_400), default=86_400
+    )
+    max_amount: int = _setting(
+        "MAX_AMOUNT", _number(int, 1, MAX_SAFE_BALANCE), default=10_000_000_000
+    )
+    watch_max_attempts: int = _setting("WATCH_MAX_ATTEMPTS", _number(int, 1, 100), default=12)
+    commit_shards: int = _setting("COMMIT_SHARDS", _number(int, 1, 64), default=1)
+    redis_timeout: float = _setting(
+        "REDIS_TIMEOUT_SECONDS", _number(float, 0.05, 60.0), default=2.0
+    )
+    max_body_bytes: int = _setting("MAX_BODY_BYTES", _number(int, 256, 1_048_576), default=16_384)
+    log_level: str = _setting("LOG_LEVEL", _log_level, default="INFO")
+    replica_id: str = _setting("REPLICA_ID", str, default_factory=socket.gethostname)
+    # Not read from the environment: the test suites turn it on (contract.py).
+    validate_responses: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for setting in fields(cls):
+            if "env" not in setting.metadata:
+                continue
+            name, parse = setting.metadata["env"], setting.metadata["parse"]
+            raw = env.get(name, "")
+            has_default = setting.default is not MISSING or setting.default_factory is not MISSING
+            if raw == "" and has_default:
+                continue
+            try:
+                values[setting.name] = parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+        return cls(**values)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from flask import Response, g, json, request
+from flask import Response, g, request
+
+from wallet_api.models import Problem
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:wallet-stack:problem:"
@@ -21,14 +24,23 @@ def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> di
     return body
 
 
-def field_problem(field: str, detail: str) -> dict[str, Any]:
+def validation_problem(errors: list[tuple[str, str]]) -> dict[str, Any]:
     return problem(
         422,
         "validation",
         "Request validation failed",
-        f"{field}: {detail}",
-        errors=[{"field": field, "detail": detail}],
+        "; ".join(f"{field}: {detail}" for field, detail in errors),
+        errors=[{"field": field, "detail": detail} for field, detail in errors],
     )
+
+
+class FieldError(ValueError):
+    """Request fields failed validation; each is named as the client sent it."""
+
+    def __init__(self, field: str, detail: str, *more: tuple[str, str]) -> None:
+        self.errors = [(field, detail), *more]
+        self.field, self.detail = field, detail  # the first
+        super().__init__("; ".join(f"{f}: {d}" for f, d in self.errors))
 
 
 class ProblemError(Exception):
@@ -41,12 +53,16 @@ class ProblemError(Exception):
 
 
 def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    body = dict(body)
-    body.setdefault("instance", request.path)
+    """The one way a problem leaves the API, whether raised now, rendered from a
+    ledger outcome or replayed from an idempotency record: each answer carries
+    this request's path and id, never those of the request first answered."""
     request_id = getattr(g, "request_id", None)
-    if request_id:
-        body["request_id"] = request_id
-    response = Response(json.dumps(body), status=body["status"], mimetype=PROBLEM_JSON)
+    if request_id is None:  # only if the request-id hook did not run
+        request_id = g.request_id = uuid.uuid4().hex
+    document = Problem.model_validate({**body, "instance": request.path, "request_id": request_id})
+    response = Response(
+        document.model_dump_json(exclude_unset=True), status=document.status, mimetype=PROBLEM_JSON
+    )
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response

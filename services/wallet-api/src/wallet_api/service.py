@@ -15,8 +15,7 @@ from typing import Any, Protocol
 
 from wallet_api.combiner import GroupCommitter
 from wallet_api.domain.ledger import EntryType, WalletNotFound
-from wallet_api.problems import problem
-from wallet_api.store import (
+from wallet_api.domain.operations import (
     Applied,
     Idempotency,
     KeyInUse,
@@ -29,9 +28,9 @@ from wallet_api.store import (
     StoredResponse,
     TransferApplied,
     TransferOp,
-    WalletStore,
-    idempotency_key,
 )
+from wallet_api.problems import problem
+from wallet_api.store import WalletStore, idempotency_key
 
 
 class OperationMetrics(Protocol):

@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import redis
@@ -40,16 +40,9 @@ try:  # redis[hiredis] is a dependency; without it redis-py's own packer is used
 except ImportError:  # pragma: no cover
     _hiredis = None  # type: ignore[assignment]
 
-from wallet_api.domain.ledger import (
-    CurrencyMismatch,
-    DomainRefusal,
-    EntryType,
-    LedgerEntry,
-    Wallet,
-    WalletExists,
-    WalletNotFound,
-    apply_entry,
-)
+from wallet_api.domain.ledger import LedgerEntry, Wallet, WalletExists
+from wallet_api.domain.operations import Op, Outcome, Render, StoredResponse
+from wallet_api.domain.planner import BatchPlan, IdempotencyRecord, WalletState, plan_batch
 
 _CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 
@@ -93,90 +86,6 @@ class _NoMetrics:
 
 
 @dataclass(frozen=True)
-class StoredResponse:
-    """An HTTP outcome kept for idempotent replay."""
-
-    status: int
-    body: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Idempotency:
-    """An op's idempotency key: where its record lives and what request it was."""
-
-    redis_key: str
-    fingerprint: str
-
-
-@dataclass
-class MoneyOp:
-    """A deposit or withdrawal."""
-
-    entry_type: EntryType
-    wallet_id: str
-    amount: int
-    idempotency: Idempotency | None = None
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-    @property
-    def operation(self) -> str:
-        return self.entry_type.value
-
-
-@dataclass
-class TransferOp:
-    source: str
-    target: str
-    amount: int
-    idempotency: Idempotency | None = None
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-    operation = "transfer"
-
-
-Op = MoneyOp | TransferOp
-
-
-@dataclass(frozen=True)
-class Applied:
-    entry: LedgerEntry
-    currency: str
-
-
-@dataclass(frozen=True)
-class TransferApplied:
-    debit: LedgerEntry
-    credit: LedgerEntry
-    currency: str
-
-
-@dataclass(frozen=True)
-class Refused:
-    refusal: DomainRefusal
-
-
-@dataclass(frozen=True)
-class Replayed:
-    """The key was used before for this same request: here is the first answer."""
-
-    response: StoredResponse
-
-
-@dataclass(frozen=True)
-class KeyInUse:
-    """A concurrent request with the same key won; this one did nothing."""
-
-
-@dataclass(frozen=True)
-class KeyReused:
-    """The key was used before for a different method, path or body."""
-
-
-Outcome = Applied | TransferApplied | Refused | Replayed | KeyInUse | KeyReused
-Render = Callable[[Op, Outcome], StoredResponse]
-
-
-@dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 12
     base_delay: float = 0.002
@@ -196,14 +105,6 @@ def _decode(value: bytes | str | None) -> str | None:
     if value is None:
         return None
     return value.decode() if isinstance(value, bytes) else value
-
-
-@dataclass
-class _WalletState:
-    currency: str
-    balance: int
-    seq: int
-    changed: bool = False
 
 
 @dataclass
@@ -301,11 +202,11 @@ class WalletStore:
     def commit(self, ops: Sequence[Op], render: Render) -> list[Outcome]:
         """Apply ops in order, all in one WATCH/MULTI; one outcome per op.
 
-        A refused op (e.g. insufficient funds) changes nothing but its
-        idempotency record; an op on an unknown wallet records nothing.
+        The rules are domain.planner's; this reads what they need and writes
+        what they decided: ledger entries, balances, idempotency records.
         """
-        wallet_ids = list(dict.fromkeys(w for op in ops for w in _wallets(op)))
-        record_keys = list(dict.fromkeys(op.idempotency.redis_key for op in ops if op.idempotency))
+        wallet_ids = list(dict.fromkeys(w for op in ops for w in op.wallets))
+        record_keys = list(dict.fromkeys(op.idempotency.key for op in ops if op.idempotency))
         reads: list[tuple[Any, ...]] = [
             ("HMGET", wallet_key(w), "currency", "balance", "seq") for w in wallet_ids
         ]
@@ -317,17 +218,28 @@ class WalletStore:
 
         def plan(replies: list[Any]) -> _Plan:
             nonlocal absent_at_first_read
-            states: dict[str, _WalletState | None] = {}
+            states: dict[str, WalletState | None] = {}
             for wallet_id, (currency, balance, seq) in zip(wallet_ids, replies, strict=False):
                 states[wallet_id] = (
-                    _WalletState(currency.decode(), int(balance or 0), int(seq or 0))
+                    WalletState(currency.decode(), int(balance or 0), int(seq or 0))
                     if currency is not None
                     else None
                 )
-            records = dict(zip(record_keys, replies[-1], strict=True)) if record_keys else {}
+            raw = dict(zip(record_keys, replies[-1], strict=True)) if record_keys else {}
             if absent_at_first_read is None:
-                absent_at_first_read = {k for k, v in records.items() if v is None}
-            return self._plan(ops, states, records, absent_at_first_read, render)
+                absent_at_first_read = {k for k, v in raw.items() if v is None}
+            records = {k: _load_record(v) for k, v in raw.items()}
+            return self._writes(
+                plan_batch(
+                    ops,
+                    states,
+                    records,
+                    absent_at_first_read=absent_at_first_read,
+                    now=self.clock(),
+                    render=render,
+                ),
+                states,
+            )
 
         keys = [wallet_key(w) for w in wallet_ids] + record_keys
         label = _batch_label(ops)
@@ -336,111 +248,26 @@ class WalletStore:
         self.metrics.commit(label, time.perf_counter() - started, len(ops))
         return outcomes
 
-    def _plan(
-        self,
-        ops: Sequence[Op],
-        states: dict[str, _WalletState | None],
-        records: dict[str, bytes | None],
-        absent_at_first_read: set[str],
-        render: Render,
-    ) -> _Plan:
-        now = self.clock()
-        plan = _Plan([], [], None)
-        claimed: dict[str, str] = {}  # record key -> fingerprint, within this batch
-        for op in ops:
-            idem = op.idempotency
-            if idem is not None:
-                answer = _check_record(
-                    idem,
-                    records.get(idem.redis_key),
-                    claimed,
-                    idem.redis_key in absent_at_first_read,
-                )
-                if answer is not None:
-                    plan.outcomes.append(answer)
-                    continue
-            outcome = self._apply(op, states, now, plan)
-            plan.outcomes.append(outcome)
-            recorded = not (
-                isinstance(outcome, Refused) and isinstance(outcome.refusal, WalletNotFound)
-            )
-            if idem is not None and recorded:
-                claimed[idem.redis_key] = idem.fingerprint
-                response = render(op, outcome)
-                record = json.dumps(
-                    {
-                        "fingerprint": idem.fingerprint,
-                        "op": op.id,
-                        "status": response.status,
-                        "body": response.body,
-                    }
-                )
-                plan.writes.append(("SET", idem.redis_key, record, "EX", self.idempotency_ttl))
-                if plan.probe is None:
-                    plan.probe, plan.probe_expect = ("GET", idem.redis_key), record
+    def _writes(self, batch: BatchPlan, states: dict[str, WalletState | None]) -> _Plan:
+        """The MULTI block for a planned batch, and a probe for one of its writes."""
+        plan = _Plan(batch.outcomes, [], None)
+        for entry in batch.entries:
+            member = json.dumps(entry.to_dict())
+            plan.writes.append(("ZADD", ledger_key(entry.wallet_id), entry.seq, member))
+            if plan.probe is None:
+                plan.probe = ("ZSCORE", ledger_key(entry.wallet_id), member)
+                plan.probe_expect = str(entry.seq)
+        for key, record in batch.records:
+            value = _dump_record(record)
+            plan.writes.append(("SET", key, value, "EX", self.idempotency_ttl))
+            if plan.probe is None:
+                plan.probe, plan.probe_expect = ("GET", key), value
         for wallet_id, state in states.items():
             if state is not None and state.changed:
                 plan.writes.append(
                     ("HSET", wallet_key(wallet_id), "balance", state.balance, "seq", state.seq)
                 )
         return plan
-
-    def _apply(
-        self, op: Op, states: dict[str, _WalletState | None], now: str, plan: _Plan
-    ) -> Outcome:
-        """Run the ledger rule for one op against the batch's running state."""
-        postings: list[tuple[str, EntryType]] = (
-            [(op.wallet_id, op.entry_type)]
-            if isinstance(op, MoneyOp)
-            else [(op.source, EntryType.TRANSFER_OUT), (op.target, EntryType.TRANSFER_IN)]
-        )
-        wallets: list[_WalletState] = []
-        for wallet_id, _ in postings:
-            state = states[wallet_id]
-            if state is None:
-                return Refused(WalletNotFound(f"wallet {wallet_id!r} does not exist"))
-            wallets.append(state)
-        try:
-            if len({w.currency for w in wallets}) > 1:
-                raise CurrencyMismatch(
-                    f"{postings[0][0]!r} holds {wallets[0].currency}, "
-                    f"{postings[1][0]!r} holds {wallets[1].currency}"
-                )
-            after = [
-                apply_entry(w.balance, kind, op.amount)
-                for w, (_, kind) in zip(wallets, postings, strict=True)
-            ]
-        except DomainRefusal as refusal:
-            return Refused(refusal)
-        entries = []
-        for (wallet_id, kind), state, balance in zip(postings, wallets, after, strict=True):
-            state.balance, state.seq, state.changed = balance, state.seq + 1, True
-            counterpart = (
-                None
-                if isinstance(op, MoneyOp)
-                else (op.target if kind is EntryType.TRANSFER_OUT else op.source)
-            )
-            entry = LedgerEntry(
-                id=op.id if isinstance(op, MoneyOp) else f"{op.id}-{kind.value.split('_')[1]}",
-                wallet_id=wallet_id,
-                seq=state.seq,
-                type=kind.value,
-                amount=op.amount,
-                balance_after=balance,
-                created_at=now,
-                transfer_id=None if isinstance(op, MoneyOp) else op.id,
-                counterparty=counterpart,
-            )
-            member = json.dumps(entry.to_dict())
-            plan.writes.append(("ZADD", ledger_key(wallet_id), entry.seq, member))
-            if plan.probe is None:
-                plan.probe = ("ZSCORE", ledger_key(wallet_id), member)
-                plan.probe_expect = str(entry.seq)
-            entries.append(entry)
-        currency = wallets[0].currency
-        if isinstance(op, MoneyOp):
-            return Applied(entries[0], currency)
-        return TransferApplied(entries[0], entries[1], currency)
 
     # -- the transaction -----------------------------------------------------
 
@@ -525,26 +352,26 @@ def _pack(commands: list[tuple[Any, ...]]) -> bytes:
     return b"".join([_hiredis.pack_command(command) for command in commands])
 
 
-def _wallets(op: Op) -> tuple[str, ...]:
-    return (op.wallet_id,) if isinstance(op, MoneyOp) else (op.source, op.target)
-
-
 def _batch_label(ops: Sequence[Op]) -> str:
     kinds = {op.operation for op in ops}
     return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
-def _check_record(
-    idem: Idempotency, raw: bytes | None, claimed: dict[str, str], was_absent: bool
-) -> Outcome | None:
-    """None: go ahead. Otherwise the answer for a key already used."""
-    if idem.redis_key in claimed:  # the same key twice in one batch
-        return KeyInUse() if claimed[idem.redis_key] == idem.fingerprint else KeyReused()
+def _dump_record(record: IdempotencyRecord) -> str:
+    return json.dumps(
+        {
+            "fingerprint": record.fingerprint,
+            "op": record.op_id,
+            "status": record.response.status,
+            "body": record.response.body,
+        }
+    )
+
+
+def _load_record(raw: bytes | None) -> IdempotencyRecord | None:
     if raw is None:
         return None
-    record = json.loads(raw)
-    if record["fingerprint"] != idem.fingerprint:
-        return KeyReused()
-    if was_absent:  # written by a concurrent request since our first read
-        return KeyInUse()
-    return Replayed(StoredResponse(record["status"], record["body"]))
+    data = json.loads(raw)
+    return IdempotencyRecord(
+        data["fingerprint"], data["op"], StoredResponse(data["status"], data["body"])
+    )

@@ -59,6 +59,14 @@ class WalletNotFound(DomainRefusal):
     title = "Wallet not found"
 
 
+class SameWallet(DomainRefusal):
+    """A transfer from a wallet to itself: refused, never booked as two postings."""
+
+    status = 422
+    slug = "same-wallet"
+    title = "Same wallet"
+
+
 class WalletExists(DomainRefusal):
     slug = "wallet-exists"
     title = "Wallet already exists"

@@ -1,0 +1,192 @@
+"""The posting rules of a batch of ops: pure, so they can be read and tested
+without Redis.
+
+The store reads the batch's wallets and idempotency records, hands them to
+plan_batch() and writes back what it returns, all inside one WATCH/MULTI, so
+the rules and the writes see the same balances. Ops are applied in order
+against a running state: a withdrawal later in a batch sees the deposits
+before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from wallet_api.domain.ledger import (
+    CurrencyMismatch,
+    DomainRefusal,
+    EntryType,
+    LedgerEntry,
+    SameWallet,
+    WalletNotFound,
+    apply_entry,
+)
+from wallet_api.domain.operations import (
+    Applied,
+    Idempotency,
+    KeyInUse,
+    KeyReused,
+    MoneyOp,
+    Op,
+    Outcome,
+    Refused,
+    Render,
+    Replayed,
+    StoredResponse,
+    TransferApplied,
+)
+
+
+@dataclass
+class WalletState:
+    """A wallet as the batch sees it: updated op by op while planning."""
+
+    currency: str
+    balance: int
+    seq: int
+    changed: bool = False
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """What an idempotency key holds: the request it was used for and its answer."""
+
+    fingerprint: str
+    op_id: str
+    response: StoredResponse
+
+
+@dataclass
+class BatchPlan:
+    """What a batch decided: one outcome per op and everything to write."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    entries: list[LedgerEntry] = field(default_factory=list)  # new ledger lines, in order
+    records: list[tuple[str, IdempotencyRecord]] = field(default_factory=list)
+
+
+def plan_batch(
+    ops: Sequence[Op],
+    states: Mapping[str, WalletState | None],
+    records: Mapping[str, IdempotencyRecord | None],
+    *,
+    absent_at_first_read: set[str],
+    now: str,
+    render: Render,
+) -> BatchPlan:
+    """Apply ops in order to `states` (mutated: changed wallets are flagged).
+
+    `records` holds the current record of every idempotency key of the batch;
+    `absent_at_first_read` the keys that had none when the caller first looked
+    (a record there now was written by a concurrent request). A refused op is
+    recorded under its key like any answer, except an op on an unknown wallet:
+    the wallet may exist by the time the client retries.
+    """
+    plan = BatchPlan()
+    claimed: dict[str, str] = {}  # key -> fingerprint, within this batch
+    for op in ops:
+        idem = op.idempotency
+        if idem is not None:
+            answer = check_record(
+                idem, records.get(idem.key), claimed, idem.key in absent_at_first_read
+            )
+            if answer is not None:
+                plan.outcomes.append(answer)
+                continue
+        outcome, entries = apply_op(op, states, now)
+        plan.outcomes.append(outcome)
+        plan.entries.extend(entries)
+        unknown_wallet = isinstance(outcome, Refused) and isinstance(
+            outcome.refusal, WalletNotFound
+        )
+        if idem is not None and not unknown_wallet:
+            claimed[idem.key] = idem.fingerprint
+            record = IdempotencyRecord(idem.fingerprint, op.id, render(op, outcome))
+            plan.records.append((idem.key, record))
+    return plan
+
+
+def apply_op(
+    op: Op, states: Mapping[str, WalletState | None], now: str
+) -> tuple[Outcome, list[LedgerEntry]]:
+    """Run the ledger rules for one op against the batch's running state.
+
+    Either every posting of the op applies or none does: balances are computed
+    first, and `states` is only touched once the op is known to be allowed.
+    """
+    postings: list[tuple[str, EntryType]] = (
+        [(op.wallet_id, op.entry_type)]
+        if isinstance(op, MoneyOp)
+        else [(op.source, EntryType.TRANSFER_OUT), (op.target, EntryType.TRANSFER_IN)]
+    )
+    ids = [wallet_id for wallet_id, _ in postings]
+    wallets: list[WalletState] = []
+    for wallet_id in ids:
+        state = states.get(wallet_id)
+        if state is None:
+            return Refused(WalletNotFound(f"wallet {wallet_id!r} does not exist")), []
+        wallets.append(state)
+    try:
+        if not isinstance(op, MoneyOp) and op.source == op.target:
+            # The routes refuse this too; the ledger never trusts its callers.
+            raise SameWallet("a transfer needs two different wallets")
+        if len({w.currency for w in wallets}) > 1:
+            raise CurrencyMismatch(
+                f"{postings[0][0]!r} holds {wallets[0].currency}, "
+                f"{postings[1][0]!r} holds {wallets[1].currency}"
+            )
+        # Postings apply one after the other to a running balance per wallet,
+        # so no two postings can start from the same balance.
+        running = {wallet_id: state.balance for wallet_id, state in zip(ids, wallets, strict=True)}
+        after: list[int] = []
+        for wallet_id, kind in postings:
+            running[wallet_id] = apply_entry(running[wallet_id], kind, op.amount)
+            after.append(running[wallet_id])
+    except DomainRefusal as refusal:
+        return Refused(refusal), []
+    entries: list[LedgerEntry] = []
+    for (wallet_id, kind), state, balance in zip(postings, wallets, after, strict=True):
+        state.balance, state.seq, state.changed = balance, state.seq + 1, True
+        transfer = not isinstance(op, MoneyOp)
+        entries.append(
+            LedgerEntry(
+                id=f"{op.id}-{kind.value.split('_')[1]}" if transfer else op.id,
+                wallet_id=wallet_id,
+                seq=state.seq,
+                type=kind.value,
+                amount=op.amount,
+                balance_after=balance,
+                created_at=now,
+                transfer_id=op.id if transfer else None,
+                counterparty=_counterparty(op, kind),
+            )
+        )
+    currency = wallets[0].currency
+    if isinstance(op, MoneyOp):
+        return Applied(entries[0], currency), entries
+    return TransferApplied(entries[0], entries[1], currency), entries
+
+
+def _counterparty(op: Op, kind: EntryType) -> str | None:
+    if isinstance(op, MoneyOp):
+        return None
+    return op.target if kind is EntryType.TRANSFER_OUT else op.source
+
+
+def check_record(
+    idem: Idempotency,
+    record: IdempotencyRecord | None,
+    claimed: Mapping[str, str],
+    was_absent: bool,
+) -> Outcome | None:
+    """None: go ahead. Otherwise the answer for a key already used."""
+    if idem.key in claimed:  # the same key twice in one batch
+        return KeyInUse() if claimed[idem.key] == idem.fingerprint else KeyReused()
+    if record is None:
+        return None
+    if record.fingerprint != idem.fingerprint:
+        return KeyReused()
+    if was_absent:  # written by a concurrent request since our first read
+        return KeyInUse()
+    return Replayed(record.response)

@@ -1,0 +1,200 @@
+"""The posting rules of domain.planner, without Redis: the store only persists
+what these functions decide."""
+
+from typing import Any
+
+import pytest
+
+from wallet_api.domain.ledger import (
+    BalanceLimitExceeded,
+    CurrencyMismatch,
+    EntryType,
+    InsufficientFunds,
+    SameWallet,
+    WalletNotFound,
+)
+from wallet_api.domain.money import MAX_SAFE_BALANCE
+from wallet_api.domain.operations import (
+    Applied,
+    Idempotency,
+    KeyInUse,
+    KeyReused,
+    MoneyOp,
+    Op,
+    Outcome,
+    Refused,
+    Replayed,
+    StoredResponse,
+    TransferApplied,
+    TransferOp,
+)
+from wallet_api.domain.planner import (
+    BatchPlan,
+    IdempotencyRecord,
+    WalletState,
+    apply_op,
+    plan_batch,
+)
+
+NOW = "2025-01-01T00:00:00.000Z"
+
+
+def _render(op: Op, outcome: Outcome) -> StoredResponse:
+    return StoredResponse(200 if isinstance(outcome, Applied | TransferApplied) else 409, {})
+
+
+def _states(**balances: Any) -> dict[str, WalletState | None]:
+    """w=10 -> EUR wallet with balance 10; w=("USD", 5) -> USD wallet."""
+    states: dict[str, WalletState | None] = {}
+    for wallet_id, spec in balances.items():
+        currency, balance = spec if isinstance(spec, tuple) else ("EUR", spec)
+        states[wallet_id] = WalletState(currency, balance, seq=0)
+    return states
+
+
+def _plan(ops: list[Op], states: dict[str, WalletState | None], **records: Any) -> BatchPlan:
+    return plan_batch(
+        ops,
+        states,
+        records,
+        absent_at_first_read=set(),
+        now=NOW,
+        render=_render,
+    )
+
+
+def _total(states: dict[str, WalletState | None]) -> int:
+    return sum(s.balance for s in states.values() if s is not None)
+
+
+def test_overdraft_is_refused_and_changes_nothing() -> None:
+    states = _states(w=10)
+    outcome, entries = apply_op(MoneyOp(EntryType.WITHDRAWAL, "w", 11), states, NOW)
+    assert isinstance(outcome, Refused) and isinstance(outcome.refusal, InsufficientFunds)
+    assert entries == []
+    state = states["w"]
+    assert state is not None and (state.balance, state.seq, state.changed) == (10, 0, False)
+
+
+def test_balance_cap_is_the_json_safe_integer_limit() -> None:
+    states = _states(w=MAX_SAFE_BALANCE - 1)
+    ok, _ = apply_op(MoneyOp(EntryType.DEPOSIT, "w", 1), states, NOW)
+    assert isinstance(ok, Applied) and ok.entry.balance_after == MAX_SAFE_BALANCE
+    refused, entries = apply_op(MoneyOp(EntryType.DEPOSIT, "w", 1), states, NOW)
+    assert isinstance(refused, Refused) and isinstance(refused.refusal, BalanceLimitExceeded)
+    assert entries == []
+    # A transfer into a full wallet is refused as a whole: the source keeps its money.
+    states = _states(src=5, full=MAX_SAFE_BALANCE)
+    outcome, _ = apply_op(TransferOp("src", "full", 1), states, NOW)
+    assert isinstance(outcome, Refused) and isinstance(outcome.refusal, BalanceLimitExceeded)
+    assert _total(states) == 5 + MAX_SAFE_BALANCE
+    assert not any(s.changed for s in states.values() if s is not None)
+
+
+def test_currency_mismatch_is_refused() -> None:
+    states = _states(eur=100, usd=("USD", 0))
+    outcome, entries = apply_op(TransferOp("eur", "usd", 1), states, NOW)
+    assert isinstance(outcome, Refused) and isinstance(outcome.refusal, CurrencyMismatch)
+    assert "EUR" in outcome.refusal.detail and "USD" in outcome.refusal.detail
+    assert entries == [] and _total(states) == 100
+
+
+@pytest.mark.parametrize("balance", [0, 1, 100])
+@pytest.mark.parametrize("amount", [1, 100, 101])
+def test_self_transfer_never_creates_money_below_the_route_check(balance: int, amount: int) -> None:
+    states = _states(w=balance)
+    outcome, entries = apply_op(TransferOp("w", "w", amount), states, NOW)
+    assert isinstance(outcome, Refused) and isinstance(outcome.refusal, SameWallet)
+    assert entries == [] and _total(states) == balance
+    # The same inside a batch, between other ops on the wallet.
+    states = _states(w=balance)
+    ops: list[Op] = [
+        MoneyOp(EntryType.DEPOSIT, "w", 5),
+        TransferOp("w", "w", amount),
+        MoneyOp(EntryType.WITHDRAWAL, "w", 5),
+    ]
+    plan = _plan(ops, states)
+    assert [type(o) for o in plan.outcomes] == [Applied, Refused, Applied]
+    assert _total(states) == balance
+    assert [e.balance_after for e in plan.entries] == [balance + 5, balance]
+
+
+def test_transfers_conserve_money_and_post_both_sides() -> None:
+    states = _states(a=100, b=7)
+    outcome, entries = apply_op(TransferOp("a", "b", 30, id="t1"), states, NOW)
+    assert isinstance(outcome, TransferApplied)
+    assert (outcome.debit.balance_after, outcome.credit.balance_after) == (70, 37)
+    assert [(e.wallet_id, e.type, e.counterparty, e.transfer_id) for e in entries] == [
+        ("a", "transfer_out", "b", "t1"),
+        ("b", "transfer_in", "a", "t1"),
+    ]
+    assert [e.id for e in entries] == ["t1-out", "t1-in"]
+    assert _total(states) == 107
+
+
+def test_a_batch_applies_in_order_against_a_running_balance() -> None:
+    states = _states(w=0, v=0)
+    ops: list[Op] = [
+        MoneyOp(EntryType.DEPOSIT, "w", 10),
+        MoneyOp(EntryType.WITHDRAWAL, "w", 15),  # only 10 so far
+        MoneyOp(EntryType.DEPOSIT, "w", 10),
+        MoneyOp(EntryType.WITHDRAWAL, "w", 15),  # fine now
+        TransferOp("w", "v", 5),
+        MoneyOp(EntryType.DEPOSIT, "ghost", 1),
+    ]
+    states["ghost"] = None
+    plan = _plan(ops, states)
+    kinds = [type(o).__name__ for o in plan.outcomes]
+    assert kinds == ["Applied", "Refused", "Applied", "Applied", "TransferApplied", "Refused"]
+    ghost = plan.outcomes[-1]
+    assert isinstance(ghost, Refused) and isinstance(ghost.refusal, WalletNotFound)
+    assert [(e.wallet_id, e.seq) for e in plan.entries] == [
+        ("w", 1),
+        ("w", 2),
+        ("w", 3),
+        ("w", 4),
+        ("v", 1),
+    ]
+    w, v = states["w"], states["v"]
+    assert w is not None and v is not None and (w.balance, v.balance) == (0, 5)
+
+
+def test_idempotency_records_replays_and_conflicts() -> None:
+    states = _states(w=0)
+    first = Idempotency("k1", "fp1")
+    stored = IdempotencyRecord("fp1", "op-0", StoredResponse(200, {"balance": 1}))
+    ops: list[Op] = [
+        MoneyOp(EntryType.DEPOSIT, "w", 1, first),  # replayed from the record
+        MoneyOp(EntryType.DEPOSIT, "w", 1, Idempotency("k1", "other")),  # reused key
+        MoneyOp(EntryType.WITHDRAWAL, "w", 5, Idempotency("k2", "fp2")),  # refused: recorded
+        MoneyOp(EntryType.WITHDRAWAL, "w", 5, Idempotency("k2", "fp2")),  # same key, same batch
+        MoneyOp(EntryType.DEPOSIT, "ghost", 1, Idempotency("k3", "fp3")),  # not recorded
+    ]
+    states["ghost"] = None
+    plan = _plan(ops, states, k1=stored)
+    replay, reused, refused, in_use, ghost = plan.outcomes
+    assert isinstance(replay, Replayed) and replay.response.body == {"balance": 1}
+    assert isinstance(reused, KeyReused)
+    assert isinstance(refused, Refused) and isinstance(in_use, KeyInUse)
+    assert isinstance(ghost, Refused)
+    assert [key for key, _ in plan.records] == ["k2"]
+    assert plan.records[0][1].response.status == 409
+    assert plan.entries == []
+
+
+def test_a_record_written_since_the_first_read_means_a_concurrent_winner() -> None:
+    record = IdempotencyRecord("fp", "op-1", StoredResponse(200, {}))
+    plan = plan_batch(
+        [MoneyOp(EntryType.DEPOSIT, "w", 1, Idempotency("k", "fp"))],
+        _states(w=0),
+        {"k": record},
+        absent_at_first_read={"k"},
+        now=NOW,
+        render=_render,
+    )
+    assert isinstance(plan.outcomes[0], KeyInUse) and plan.entries == []
+
+
+def test_the_ledger_never_trusts_non_positive_amounts() -> None:
+    with pytest.raises(ValueError):
+        apply_op(MoneyOp(EntryType.DEPOSIT, "w", 0), _states(w=1), NOW)
