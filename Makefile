@@ -85,11 +85,18 @@ bench: venv ## Benchmark: wrk load on gunicorn + redis on 127.0.0.1, ratios vs /
 airgap: ## Air-gapped mode: start Docker, build local stand-in images, write .airgap.env
 	scripts/airgap.sh
 
+# REGISTRY_MODE=auto|upstream|airgap (default auto) picks upstream images or the stand-ins;
+# see `scripts/airgap.sh --check` (tools/src/stackctl/registry.py). Forced upstream (GitHub):
+# a failing registry stops here with one error line instead of an air-gapped build.
 .PHONY: images
 images:
-	@if [ ! -f .airgap.env ] && ! scripts/airgap.sh --check >/dev/null 2>&1; then \
-	  echo "no container registry answers: using air-gapped stand-ins (scripts/airgap.sh)"; \
-	  scripts/airgap.sh; fi
+	@rc=0; scripts/airgap.sh --check >/dev/null || rc=$$?; \
+	case $$rc in \
+	  0|3) ;; \
+	  1) echo "no container registry answers: using air-gapped stand-ins (scripts/airgap.sh)"; \
+	     scripts/airgap.sh ;; \
+	  *) exit $$rc ;; \
+	esac
 
 .PHONY: unit_test_docker
 unit_test_docker: images ## Build the image and run the unit tests inside it (stage 2)
