@@ -54,7 +54,7 @@ test_redis: venv ## Concurrency tests against a real redis-server and gunicorn
 	cd $(SERVICE) && ../../$(PY) -m pytest -m redis -s $(call junit,redis)
 
 .PHONY: lint
-lint: venv ## ruff, mypy, shellcheck, hadolint, actionlint, yamllint, promtool
+lint: venv ## ruff, mypy, shellcheck, hadolint, actionlint, yamllint, promtool, chart docs up to date
 	$(VENV)/bin/ruff check $(SERVICE) tools tests
 	$(VENV)/bin/ruff format --check $(SERVICE) tools tests
 	cd $(SERVICE) && ../../$(VENV)/bin/mypy
@@ -65,6 +65,11 @@ lint: venv ## ruff, mypy, shellcheck, hadolint, actionlint, yamllint, promtool
 	$(VENV)/bin/yamllint -s .
 	scripts/promtool.sh check config infra/prometheus/prometheus.yml
 	scripts/promtool.sh test rules infra/prometheus/tests/*.yml
+	$(PY) -m stackctl chart-docs --check
+
+.PHONY: chart-docs
+chart-docs: venv ## Regenerate the chart README values table and values.schema.json from values.yaml
+	$(PY) -m stackctl chart-docs
 
 .PHONY: test
 test: ## Everything CI runs: lint, unit, tools, redis, image, helm, parity, testcontainers, compose e2e, fresh-check
