@@ -72,9 +72,9 @@ chart-docs: venv ## Regenerate the chart README values table and values.schema.j
 	$(PY) -m stackctl chart-docs
 
 .PHONY: test
-test: ## Everything CI runs: lint, unit, tools, redis, image, helm, parity, testcontainers, compose e2e, fresh-check
+test: ## Everything CI runs: lint, unit, tools, redis, image, helm, parity, testcontainers, compose e2e, fresh-check, release-check
 	@$(MAKE) --no-print-directory lint unit_test_python test_tools test_redis helm-lint images
-	@$(MAKE) --no-print-directory unit_test_docker parity integration e2e fresh-check
+	@$(MAKE) --no-print-directory unit_test_docker parity integration e2e fresh-check release-check
 
 .PHONY: dev
 dev: venv ## Run the API with gunicorn on 127.0.0.1:PORT, default 8000 (starts a local redis-server if REDIS_URL is unset)
@@ -149,6 +149,15 @@ fresh-check: venv images ## A new user's `make up` in a pristine Debian containe
 .PHONY: _fresh_check
 _fresh_check:
 	$(PY) -m pytest tests/fresh -m fresh -p no:cacheprovider $(call junit,fresh-check)
+
+.PHONY: release-check
+release-check: venv images ## Release rehearsal: image + chart through a local OCI registry by digest, SBOM vs requirements.lock
+	@$(MAKE) --no-print-directory _release_check
+
+.PHONY: _release_check
+_release_check:
+	docker build -q --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) -t $(WALLET_API_IMAGE) $(SERVICE)
+	WALLET_API_IMAGE=$(WALLET_API_IMAGE) $(PY) -m pytest tests/release -m release -s -rs -p no:cacheprovider $(call junit,release-check)
 
 .PHONY: secrets
 secrets: venv ## Generate .env, the htpasswd and the local TLS CA/certificate (kept if present)
