@@ -156,8 +156,9 @@ release-check: venv images ## Release rehearsal: image + chart through a local O
 
 .PHONY: _release_check
 _release_check:
-	docker build -q --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) -t $(WALLET_API_IMAGE) $(SERVICE)
-	WALLET_API_IMAGE=$(WALLET_API_IMAGE) $(PY) -m pytest tests/release -m release -s -rs -p no:cacheprovider $(call junit,release-check)
+	@# The image ID, not the tag: the Docker engine (and its tags) may be shared with other work trees.
+	id="$$(docker build -q --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) -t $(WALLET_API_IMAGE) $(SERVICE))"; \
+	WALLET_API_IMAGE="$$id" $(PY) -m pytest tests/release -m release -s -rs -p no:cacheprovider $(call junit,release-check)
 
 .PHONY: secrets
 secrets: venv ## Generate .env, the htpasswd and the local TLS CA/certificate (kept if present)
