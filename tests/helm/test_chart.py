@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import base64
+import http.server
 import importlib.util
 import json
+import os
 import re
+import subprocess
+import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -755,6 +760,83 @@ def test_helm_test_pod(default):
     script = " ".join(c["args"])
     assert "/status" in script and "/readyz" in script and f"http://{API}:8000" in script
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def _api_keys_ref(doc: dict) -> dict:
+    return env_of(container(doc))["WALLET_API_KEYS"]["valueFrom"]["secretKeyRef"]
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [(), ("wallet.apiKeys.existingSecret=my-keys", "wallet.apiKeys.existingSecretKey=tokens")],
+)
+def test_helm_test_pod_reads_the_api_key_the_deployment_reads(helm, sets):
+    m = helm.render(sets=sets)
+    ref = _api_keys_ref(m.get("Pod", "wallet-stack-test"))
+    assert ref == _api_keys_ref(m.get("Deployment", API))
+    if sets:
+        assert ref == {"name": "my-keys", "key": "tokens"}
+
+
+class _FakeApi(http.server.BaseHTTPRequestHandler):
+    """The API's answers the helm test relies on; `require_auth` False = a broken API."""
+
+    require_auth = True
+    key = "helm-test-key-0123456789"
+
+    def do_GET(self):
+        if self.path in ("/status", "/readyz"):
+            code, body = 200, {"replica": "fake"}
+        elif self.path.startswith("/wallets/"):
+            authed = self.headers.get("Authorization") == f"Bearer {self.key}"
+            code = 404 if authed or not self.require_auth else 401
+            body = {"status": code}
+        else:
+            code, body = 404, {}
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def _run_helm_test_script(default, require_auth: bool) -> subprocess.CompletedProcess:
+    """The helm test Pod's script, as rendered, against a local fake of the API."""
+    handler = type("Api", (_FakeApi,), {"require_auth": require_auth})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        c = container(default.get("Pod", "wallet-stack-test"))
+        assert c["command"] == ["python", "-c"]
+        script = c["args"][0].replace(
+            f"http://{API}:8000", f"http://127.0.0.1:{server.server_address[1]}"
+        )
+        env = {"PATH": os.environ["PATH"], "WALLET_API_KEYS": f"{_FakeApi.key},second-key"}
+        return subprocess.run(
+            [sys.executable, "-c", script],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_helm_test_script_authenticates_with_the_bearer_key(default):
+    ok = _run_helm_test_script(default, require_auth=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "bearer auth works" in ok.stdout
+    # An API that lets anyone in must fail the helm test.
+    broken = _run_helm_test_script(default, require_auth=False)
+    assert broken.returncode != 0
+    assert "without a key" in broken.stderr
 
 
 def test_every_image_is_a_value(helm):

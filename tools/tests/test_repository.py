@@ -29,6 +29,7 @@ _REGISTRY_HOSTS = [
     r"registry\.k8s\.io",
     r"mcr\.microsoft\.com",
     r"public\.ecr\.aws",
+    r"ghcr\.io",  # GitHub's container registry: release.yml takes it from vars.OCI_REGISTRY
 ]
 REGISTRY = re.compile(r"(?<![\w.-])(" + "|".join(_REGISTRY_HOSTS) + ")", re.IGNORECASE)
 
@@ -60,6 +61,7 @@ def test_the_pattern_catches_what_it_is_for() -> None:
     assert REGISTRY.search("ARG MIRROR=http://deb.debian.org/debian")
     assert REGISTRY.search("index-url = https://pypi.org/simple")
     assert REGISTRY.search("image: docker.io/library/redis:7")
+    assert REGISTRY.search("helm push chart.tgz oci://ghcr.io/acme/charts")
     assert not REGISTRY.search("apt-get install docker.io")
     assert not REGISTRY.search("see mypypi.org.example")
 

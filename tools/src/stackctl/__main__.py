@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stackctl import REPO_ROOT, envfile, urls
+from stackctl import REPO_ROOT, chartdocs, envfile, urls
 from stackctl import secrets as secrets_cmd
 
 
@@ -54,6 +54,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="first wait (bounded) until Traefik routes the stack",
     )
+    docs = sub.add_parser(
+        "chart-docs",
+        help="generate the chart README values table and values.schema.json from values.yaml",
+        description=chartdocs.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    docs.add_argument("--chart", type=Path, default=REPO_ROOT / "helm" / "wallet-stack")
+    docs.add_argument("--check", action="store_true", help="only fail when they are stale")
     return parser
 
 
@@ -75,6 +83,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         except envfile.SettingError as exc:
             print(f"stackctl urls: error: {exc}", file=sys.stderr)
             return 1
+    elif args.command == "chart-docs":
+        try:
+            stale = chartdocs.run(args.chart, check=args.check)
+        except (chartdocs.ChartDocsError, OSError) as exc:
+            print(f"stackctl chart-docs: error: {exc}", file=sys.stderr)
+            return 1
+        for name in stale:
+            verb = "is stale (run `make chart-docs`)" if args.check else "regenerated"
+            print(f"stackctl chart-docs: {args.chart / name} {verb}", file=sys.stderr)
+        return 1 if stale and args.check else 0
     return 0
 
 
