@@ -3,14 +3,18 @@ wallet-api replica of the compose stack, in one run, printing the ratio.
 
     python3 services/wallet-api/devtools/bench_stack.py [--duration 5] [--connections 64]
 
-Runs `make up` first when the stack is not up (and leaves it running; --down-after
-takes it down again, volumes included, when this run started it).
+Runs `make up` first with the edge's per-client limits raised (EDGE_LIMITS: one wrk
+client would otherwise meet the rate limit, and this measures the proxy, not the
+limiter; they protect workers, not money), and `make up` again at the end, which puts
+the default limits back. --down-after instead takes the stack down, volumes included,
+when this run started it.
 
 Scenarios are those of `make bench` (devtools/bench.lua: BENCH_MODE healthz | get |
 deposit), each run twice, back to back:
   traefik  https://wallet.localhost  -> Traefik -> any of the replicas (round robin).
-           wrk connects to 127.0.0.1:$HTTPS_PORT and sends Host: wallet.localhost
-           (glibc need not resolve *.localhost). wrk does not verify certificates;
+           wrk runs in a private mount namespace whose /etc/hosts maps the name to
+           127.0.0.1 (glibc does not resolve *.localhost, and Traefik's sniStrict
+           refuses connections without the name as SNI). wrk does not verify certificates;
            fine for a load tool: the certificate chain is checked once, below,
            before the load, and by the e2e tests (tests/integration/stack).
   direct   http://<replica IP on wallet-stack-edge>:8000 -> that one replica, the
@@ -56,6 +60,11 @@ COMPOSE = [
 EDGE_NETWORK = "wallet-stack-edge"
 HOST = "wallet.localhost"
 LOOPBACK = "127.0.0.1"
+EDGE_LIMITS = {
+    "WALLET_RATE_LIMIT_AVERAGE": "1000000",
+    "WALLET_RATE_LIMIT_BURST": "1000000",
+    "WALLET_MAX_IN_FLIGHT": "100000",
+}
 
 # Runs inside a wallet-api container (stdin of `python -`): creates the missing
 # wallets <prefix>-0 .. <prefix>-(count-1) with the service's own store code.
@@ -144,10 +153,10 @@ def _stack_up() -> bool:
     )
 
 
-def _make(target: str, timeout: float) -> None:
-    print(f"bench-stack: make {target}", flush=True)
+def _make(target: str, timeout: float, env: dict[str, str] | None = None) -> None:
+    print(f"bench-stack: make {target} {' '.join(f'{k}={v}' for k, v in (env or {}).items())}")
     cmd = ["make", "-C", str(ROOT), "--no-print-directory", target]
-    subprocess.run(cmd, check=True, timeout=timeout)  # noqa: S603
+    subprocess.run(cmd, check=True, timeout=timeout, env={**os.environ, **(env or {})})  # noqa: S603
 
 
 class _NamedHTTPSConnection(http.client.HTTPSConnection):
@@ -193,7 +202,13 @@ def _wrk(
     url: str, env: dict[str, str], args: argparse.Namespace, duration: int, host: str | None
 ) -> Result:
     raw = run_wrk(
-        url, env, duration=duration, connections=args.connections, threads=args.threads, host=host
+        url,
+        env,
+        duration=duration,
+        connections=args.connections,
+        threads=args.threads,
+        host=host,
+        resolve=(HOST, LOOPBACK) if url.startswith("https://") else None,
     )
     seconds = raw["duration_us"] / 1e6
     return Result(
@@ -213,18 +228,18 @@ def bench(args: argparse.Namespace) -> int:
             "bench-stack: wrk not found; install it (Debian: apt-get install wrk)", file=sys.stderr
         )
         return 2
-    started_here = False
-    if not _stack_up():
-        if args.no_up:
-            print("bench-stack: the stack is not up (make up)", file=sys.stderr)
-            return 2
-        _make("up", 900)
-        started_here = True
+    started_here = not _stack_up()
+    if started_here and args.no_up:
+        print("bench-stack: the stack is not up (make up)", file=sys.stderr)
+        return 2
+    _make("up", 900, EDGE_LIMITS)
     try:
         return _bench(args)
     finally:
         if started_here and args.down_after:
             _make("clean", 300)
+        else:
+            _make("up", 900)  # the default edge limits again
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -262,7 +277,7 @@ def _bench(args: argparse.Namespace) -> int:
     run_id = format(int(time.time()), "x")
     paths = {
         # name: (url, Host header or None, wallet prefix)
-        "traefik": (f"https://{LOOPBACK}:{https_port}", host_header, f"edge{run_id}"),
+        "traefik": (f"https://{host_header}", None, f"edge{run_id}"),
         "direct": (direct_url, None, f"direct{run_id}"),
     }
     prefixes = ",".join(prefix for _, _, prefix in paths.values())

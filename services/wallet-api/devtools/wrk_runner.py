@@ -19,14 +19,33 @@ def run_wrk(
     connections: int,
     threads: int = 2,
     host: str | None = None,
+    resolve: tuple[str, str] | None = None,
 ) -> dict[str, int]:
-    """One bounded wrk run; returns bench.lua's counters (requests, ok, p50_us, ...)."""
+    """One bounded wrk run; returns bench.lua's counters (requests, ok, p50_us, ...).
+
+    resolve=(name, address): run wrk where `name` resolves to `address`. wrk takes the
+    TLS SNI from the URL's host, Traefik refuses connections without a known SNI
+    (sniStrict), and glibc does not resolve *.localhost; so wrk runs in a private mount
+    namespace whose /etc/hosts names the address (root only; the machine's file is not
+    touched)."""
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
     cmd += ["-s", str(LUA)]
     if host:
         cmd += ["-H", f"Host: {host}"]
+    cmd.append(url)
+    if resolve is not None:
+        name, address = resolve
+        if os.geteuid() != 0:
+            raise RuntimeError(
+                f"wrk needs {name} to resolve: run as root, or add '{address} {name}' to /etc/hosts"
+            )
+        script = (
+            'hosts=$(mktemp) && printf "%s %s\\n" "$0" "$1" >"$hosts" && '
+            'mount --bind "$hosts" /etc/hosts && shift && exec "$@"'
+        )
+        cmd = ["unshare", "--mount", "--", "sh", "-c", script, address, name, *cmd]
     out = subprocess.run(  # noqa: S603
-        [*cmd, url],
+        cmd,
         env={**os.environ, **env},
         capture_output=True,
         text=True,

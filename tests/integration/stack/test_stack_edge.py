@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
 import subprocess
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -142,3 +145,135 @@ def test_prometheus_pages_the_readme_names_work_in_either_mode(
     )
     assert r.status_code == 200, f"{r.url}: HTTP {r.status_code}"
     ss.note(f"prometheus {page}: 200 at {urlsplit(r.url).path}")
+
+
+# -- edge protection ---------------------------------------------------------------
+
+SECURITY_HEADERS = {
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+}
+
+
+@pytest.mark.parametrize(
+    ("host", "path"),
+    [("wallet.localhost", "/status"), *PROTECTED],
+    ids=["wallet", *[h for h, _ in PROTECTED]],
+)
+def test_security_headers_on_every_router(
+    stack: ss.Stack, http: requests.Session, host: str, path: str
+) -> None:
+    r = http.get(stack.url(host, path), auth=stack.basic_auth, timeout=ss.HTTP_TIMEOUT)
+    assert r.status_code == 200, r.status_code
+    for name, value in SECURITY_HEADERS.items():
+        assert r.headers.get(name) == value, (name, r.headers.get(name))
+
+
+def _burst(
+    http: requests.Session, url: str, n: int, workers: int, **kw: object
+) -> list[requests.Response]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda _: http.get(url, timeout=ss.HTTP_TIMEOUT, **kw), range(n)))
+
+
+def _drain(seconds: float) -> None:
+    """Let the token bucket refill, so later tests start under the limit."""
+    time.sleep(seconds)
+
+
+@pytest.mark.parametrize(
+    ("host", "path", "average", "burst"),
+    [
+        ("whoami.localhost", "/", 10, 30),
+        ("wallet.localhost", "/healthz", 100, 200),
+    ],
+    ids=["basic-auth-route", "wallet-route"],
+)
+def test_rate_limit_passes_under_and_refuses_over_the_limit(
+    stack: ss.Stack,
+    http: requests.Session,
+    host: str,
+    path: str,
+    average: int,
+    burst: int,
+) -> None:
+    url = stack.url(host, path)
+    ok_status = 401 if host != "wallet.localhost" else 200  # no credentials: the 401 is fine
+    # Under the limit: average/2 requests per second for 2 seconds.
+    for _ in range(average):
+        r = http.get(url, timeout=ss.HTTP_TIMEOUT)
+        assert r.status_code == ok_status, r.status_code
+        time.sleep(2 / average)
+    _drain(burst / average + 1)
+    # Over it: 2.5 x the burst as fast as 16 threads go (bounded: at most 500 requests).
+    answers = _burst(http, url, min(500, int(burst * 2.5)), 16)
+    refused = [r for r in answers if r.status_code == 429]
+    passed = [r for r in answers if r.status_code == ok_status]
+    _drain(burst / average + 1)
+    assert refused, [r.status_code for r in answers][:20]
+    assert len(passed) >= burst // 2, (len(passed), len(refused))
+    assert all(r.headers.get("Retry-After") for r in refused), refused[0].headers
+    assert {r.status_code for r in answers} <= {ok_status, 429}
+    ss.note(f"rate limit {host}: {len(passed)} passed, {len(refused)} x 429 "
+            f"(Retry-After {refused[0].headers['Retry-After']})")  # fmt: skip
+
+
+def _tls_socket(stack: ss.Stack, server_name: str | None, **ctx_kw: object) -> ssl.SSLSocket:
+    ctx = ssl.create_default_context(cafile=str(stack.ca_file))
+    # The client would speak old protocols: a refusal must come from Traefik.
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    for key, value in ctx_kw.items():
+        setattr(ctx, key, value)
+    if server_name is None:
+        ctx.check_hostname = False
+    raw = socket.create_connection((ss.LOOPBACK, stack.https_port), timeout=ss.HTTP_TIMEOUT)
+    return ctx.wrap_socket(raw, server_hostname=server_name)
+
+
+def test_slow_header_client_is_cut_off(stack: ss.Stack) -> None:
+    """Slowloris: header bytes one per second. Traefik's readTimeout (10 s) closes the
+    connection; no answer is ever sent."""
+    started = time.monotonic()
+    with _tls_socket(stack, "wallet.localhost") as conn:
+        conn.settimeout(2)
+        request = b"GET /status HTTP/1.1\r\nHost: wallet.localhost\r\nX-Slow: " + b"a" * 40
+        closed_after = None
+        for byte in request:
+            try:
+                conn.sendall(bytes([byte]))
+                if conn.recv(1024) == b"":
+                    closed_after = time.monotonic() - started
+                    break
+            except TimeoutError:
+                continue  # nothing to read yet: keep trickling
+            except (ssl.SSLError, OSError):
+                closed_after = time.monotonic() - started
+                break
+            if time.monotonic() - started > 25:
+                break
+    assert closed_after is not None, "the slow client was never cut off"
+    assert 8 <= closed_after <= 16, closed_after
+    ss.note(f"slow header client: cut off after {closed_after:.1f}s")
+
+
+@pytest.mark.parametrize(
+    ("server_name", "ctx_kw", "alert"),
+    [
+        (None, {}, "TLSV1_UNRECOGNIZED_NAME"),
+        ("other.localhost", {"check_hostname": False}, "TLSV1_UNRECOGNIZED_NAME"),
+        ("wallet.localhost", {"maximum_version": ssl.TLSVersion.TLSv1_1,
+                              "minimum_version": ssl.TLSVersion.TLSv1}, "TLSV1_ALERT_PROTOCOL_VERSION"),
+    ],
+    ids=["no-sni", "unknown-name", "tls1.1"],
+)  # fmt: skip
+def test_tls_refuses(stack: ss.Stack, server_name: str | None, ctx_kw: dict, alert: str) -> None:
+    """sniStrict (no SNI, or a name no certificate covers) and TLS >= 1.2: the TLS alert
+    Traefik sends, not a refusal of the client's own."""
+    with pytest.raises(ssl.SSLError) as refused:
+        _tls_socket(stack, server_name, **ctx_kw).close()
+    assert refused.value.reason == alert, refused.value
+    ss.note(f"TLS refused (SNI {server_name}): {alert}")
