@@ -31,7 +31,7 @@ KV_VERSION="1.37.0"
 # Kubernetes versions to validate against (all shipped by kubernetes-validate 1.37.0).
 K8S_VERSIONS=(1.31.0 1.32.0 1.33.0 1.34.0 1.35.0)
 # Kinds kubernetes-validate has no schema for; tests/helm/crd_check.py checks them.
-CRD_KINDS_RE='^(IngressRoute|Middleware|ServersTransport|ServiceMonitor|PrometheusRule)$'
+CRD_KINDS_RE='^(IngressRoute|Middleware|ServersTransport|TLSOption|ServiceMonitor|PrometheusRule)$'
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'helm-validate: ERROR: %s\n' "$*" >&2; exit 1; }

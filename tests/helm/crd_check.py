@@ -29,6 +29,7 @@ CRD_KINDS = {
     "IngressRoute": TRAEFIK,
     "Middleware": TRAEFIK,
     "ServersTransport": TRAEFIK,
+    "TLSOption": TRAEFIK,
     "ServiceMonitor": MONITORING,
     "PrometheusRule": MONITORING,
 }
@@ -53,6 +54,12 @@ ROUTE_SERVICE_KEYS = {
     "weight",
 }
 TLS_KEYS = {"certResolver", "domains", "options", "secretName", "store"}
+# traefik.io/v1alpha1 TLSOption spec (Traefik v3 CRD).
+TLSOPTION_SPEC = {
+    "alpnProtocols", "cipherSuites", "clientAuth", "curvePreferences", "disableSessionTickets",
+    "maxVersion", "minVersion", "preferServerCipherSuites", "sniStrict",
+}  # fmt: skip
+TLS_VERSIONS = {"VersionTLS10", "VersionTLS11", "VersionTLS12", "VersionTLS13"}
 MIDDLEWARE_TYPES = {
     "addPrefix",
     "basicAuth",
@@ -277,7 +284,26 @@ def check_ingressroute(name: str, spec: dict, errors: list) -> list:
         _unknown(f"{name}.spec.tls", tls, TLS_KEYS, errors)
         if isinstance(tls, dict) and tls.get("secretName") and tls.get("certResolver"):
             errors.append(f"{name}.spec.tls: secretName and certResolver are exclusive")
+        options = tls.get("options") if isinstance(tls, dict) else None
+        if options is not None:
+            _unknown(f"{name}.spec.tls.options", options, {"name", "namespace"}, errors)
+            if isinstance(options, dict):
+                _nonempty_str(f"{name}.spec.tls.options.name", options.get("name"), errors)
+                refs.append(("TLSOption", options.get("name")))
     return refs
+
+
+def check_tlsoption(name: str, spec: dict, errors: list) -> None:
+    _unknown(f"{name}.spec", spec, TLSOPTION_SPEC, errors)
+    for key in ("minVersion", "maxVersion"):
+        if key in spec and spec[key] not in TLS_VERSIONS:
+            errors.append(f"{name}.spec.{key}: {spec[key]!r} is not one of {sorted(TLS_VERSIONS)}")
+    if "sniStrict" in spec and not isinstance(spec["sniStrict"], bool):
+        errors.append(f"{name}.spec.sniStrict: must be a boolean")
+    for key in ("cipherSuites", "curvePreferences"):
+        value = spec.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            errors.append(f"{name}.spec.{key}: must be a list of strings")
 
 
 def check_middleware(name: str, spec: dict, errors: list) -> list:
@@ -409,6 +435,8 @@ def check_documents(docs: list) -> tuple[int, list]:
             refs += [(name, r) for r in check_middleware(name, spec, errors)]
         elif kind == "ServersTransport":
             check_serverstransport(name, spec, errors)
+        elif kind == "TLSOption":
+            check_tlsoption(name, spec, errors)
         elif kind == "ServiceMonitor":
             check_servicemonitor(name, spec, errors)
         elif kind == "PrometheusRule":
@@ -447,6 +475,25 @@ def check_documents(docs: list) -> tuple[int, list]:
                 f"Service/{meta.get('name')}: {SERVICE_SERVERSTRANSPORT_ANNOTATION}={ref} "
                 "needs a provider suffix (<namespace>-<name>@kubernetescrd)"
             )
+    # Ingress mode: router middlewares and TLS options name CRDs as <namespace>-<name>@kubernetescrd.
+    crds = {
+        (d.get("kind"), f"{(d.get('metadata') or {}).get('namespace')}-{(d.get('metadata') or {}).get('name')}")
+        for d in docs
+        if isinstance(d, dict) and d.get("kind") in ("Middleware", "TLSOption")
+    }  # fmt: skip
+    for d in docs:
+        if not isinstance(d, dict) or d.get("kind") != "Ingress":
+            continue
+        annotations = (d.get("metadata") or {}).get("annotations") or {}
+        for key, kind in (("traefik.ingress.kubernetes.io/router.middlewares", "Middleware"),
+                          ("traefik.ingress.kubernetes.io/router.tls.options", "TLSOption")):  # fmt: skip
+            for ref in filter(None, str(annotations.get(key, "")).split(",")):
+                target, _, provider = ref.strip().partition("@")
+                if provider != "kubernetescrd" or (kind, target) not in crds:
+                    errors.append(
+                        f"Ingress/{(d.get('metadata') or {}).get('name')}: {key} names {ref}, "
+                        f"no rendered {kind}"
+                    )
     return n, errors
 
 

@@ -40,6 +40,7 @@ RESOURCES = {
         ("ingressroutes", "IngressRoute"),
         ("middlewares", "Middleware"),
         ("serverstransports", "ServersTransport"),
+        ("tlsoptions", "TLSOption"),
     ],
     "monitoring.coreos.com/v1": [
         ("servicemonitors", "ServiceMonitor"),

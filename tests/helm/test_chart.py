@@ -335,7 +335,10 @@ def test_existing_secrets_render_no_secret(helm):
         m.get("Middleware", "wallet-stack-basic-auth")["spec"]["basicAuth"]["secret"]
         == "my-htpasswd"
     )
-    assert m.get("IngressRoute", API)["spec"]["tls"] == {"secretName": "my-tls"}
+    assert m.get("IngressRoute", API)["spec"]["tls"] == {
+        "secretName": "my-tls",
+        "options": {"name": "wallet-stack-tls-options"},
+    }
 
 
 def test_notes_print_password_retrieval(helm):
@@ -426,9 +429,47 @@ def test_ingressroute_wallet(default):
     assert route["services"] == [
         {"kind": "Service", "name": API, "port": 8000, "serversTransport": API}
     ]
-    assert "middlewares" not in route, "the API uses its own Bearer auth"
-    assert ir["spec"]["tls"] == {"secretName": "wallet-stack-tls"}
-    assert not default.of_kind("Ingress") and not default.of_kind("Middleware")
+    # The API has its own Bearer auth: only the edge protection, as compose orders it
+    # (the entrypoint's security headers, then the router's rate limit and in-flight cap).
+    assert route["middlewares"] == [
+        {"name": "wallet-stack-security-headers"},
+        {"name": "wallet-stack-wallet-rate-limit"},
+        {"name": "wallet-stack-wallet-in-flight"},
+    ]
+    assert ir["spec"]["tls"] == {
+        "secretName": "wallet-stack-tls",
+        "options": {"name": "wallet-stack-tls-options"},
+    }
+    assert not default.of_kind("Ingress")
+    assert {m["metadata"]["name"] for m in default.of_kind("Middleware")} == {
+        "wallet-stack-security-headers",
+        "wallet-stack-wallet-rate-limit",
+        "wallet-stack-wallet-in-flight",
+    }, "no basic-auth middleware without a basic-auth route"
+
+
+def test_edge_middlewares_and_tls_options_carry_the_values(helm):
+    m = helm.render(sets=(
+        "ingress.edge.walletRateLimit.average=7", "ingress.edge.walletRateLimit.burst=9",
+        "ingress.edge.walletMaxInFlight=3", "ingress.edge.tlsOptions.minVersion=VersionTLS13",
+    ))  # fmt: skip
+    assert m.get("Middleware", "wallet-stack-wallet-rate-limit")["spec"] == {
+        "rateLimit": {"average": 7, "burst": 9, "period": "1s"}
+    }
+    assert m.get("Middleware", "wallet-stack-wallet-in-flight")["spec"] == {
+        "inFlightReq": {"amount": 3}
+    }
+    tls = m.get("TLSOption", "wallet-stack-tls-options")["spec"]
+    assert tls["minVersion"] == "VersionTLS13" and tls["sniStrict"] is True
+    assert all(s.startswith("TLS_ECDHE_") for s in tls["cipherSuites"])
+    off = helm.render(
+        sets=("ingress.edge.securityHeaders=false", "ingress.edge.tlsOptions.enabled=false")
+    )
+    assert not off.has("Middleware", "wallet-stack-security-headers")
+    assert not off.of_kind("TLSOption")
+    route = off.get("IngressRoute", API)["spec"]["routes"][0]
+    assert {"name": "wallet-stack-security-headers"} not in route["middlewares"]
+    assert off.get("IngressRoute", API)["spec"]["tls"] == {"secretName": "wallet-stack-tls"}
 
 
 def test_all_routes(helm):
@@ -439,7 +480,11 @@ def test_all_routes(helm):
         == "Host(`traefik.localhost`) && (PathPrefix(`/api`) || PathPrefix(`/dashboard`))"
     )
     assert dash["services"] == [{"kind": "TraefikService", "name": "api@internal"}]
-    assert dash["middlewares"] == [{"name": "wallet-stack-basic-auth"}]
+    assert dash["middlewares"] == [
+        {"name": "wallet-stack-security-headers"},
+        {"name": "wallet-stack-auth-rate-limit"},
+        {"name": "wallet-stack-basic-auth"},
+    ], "rate limit before the bcrypt check"
     prom = m.get("IngressRoute", "wallet-stack-prometheus")["spec"]["routes"][0]
     assert prom["match"] == "Host(`prometheus.localhost`)"
     assert prom["services"][0]["name"] == "prometheus-operated"
@@ -449,7 +494,10 @@ def test_all_routes(helm):
         container(m.get("Deployment", "wallet-stack-whoami"))["image"] == "traefik/whoami:v1.11.0"
     )
     for ir in m.of_kind("IngressRoute"):
-        assert ir["spec"]["tls"] == {"certResolver": "letsencrypt"}
+        assert ir["spec"]["tls"] == {
+            "certResolver": "letsencrypt",
+            "options": {"name": "wallet-stack-tls-options"},
+        }
     assert not m.has("Secret", "wallet-stack-tls"), "no self-signed cert with a certResolver"
     root = m.get("IngressRoute", "wallet-stack-dashboard")["spec"]["routes"][1]
     assert root["match"] == "Host(`traefik.localhost`) && Path(`/`)"
@@ -457,7 +505,7 @@ def test_all_routes(helm):
     redirect = m.get("Middleware", "wallet-stack-dashboard-redirect")["spec"]["redirectRegex"]
     assert redirect["replacement"] == "${1}/dashboard/"
     n, errors = _load_crd_check().check_documents(list(m))
-    assert n == 9 and not errors, errors
+    assert n == 14 and not errors, errors
 
 
 def test_plain_ingress_mode(helm):
@@ -468,7 +516,14 @@ def test_plain_ingress_mode(helm):
     ann = ing["metadata"]["annotations"]
     assert ann["traefik.ingress.kubernetes.io/router.entrypoints"] == "websecure"
     assert ann["traefik.ingress.kubernetes.io/router.tls"] == "true"
-    assert "traefik.ingress.kubernetes.io/router.middlewares" not in ann
+    assert ann["traefik.ingress.kubernetes.io/router.middlewares"] == (
+        "wallet-wallet-stack-security-headers@kubernetescrd,"
+        "wallet-wallet-stack-wallet-rate-limit@kubernetescrd,"
+        "wallet-wallet-stack-wallet-in-flight@kubernetescrd"
+    )
+    assert ann["traefik.ingress.kubernetes.io/router.tls.options"] == (
+        "wallet-wallet-stack-tls-options@kubernetescrd"
+    )
     paths = [p["path"] for p in ing["spec"]["rules"][0]["http"]["paths"]]
     assert "/wallets" in paths and "/status" in paths
     assert not any(p == "/" or p.startswith("/metrics") for p in paths), (
@@ -477,8 +532,12 @@ def test_plain_ingress_mode(helm):
     prot = m.get("Ingress", "wallet-stack-protected")
     assert (
         prot["metadata"]["annotations"]["traefik.ingress.kubernetes.io/router.middlewares"]
-        == "wallet-wallet-stack-basic-auth@kubernetescrd"
+        == "wallet-wallet-stack-security-headers@kubernetescrd,"
+        "wallet-wallet-stack-auth-rate-limit@kubernetescrd,"
+        "wallet-wallet-stack-basic-auth@kubernetescrd"
     )
+    n, errors = _load_crd_check().check_documents(list(m))
+    assert not errors, errors
 
 
 # ---------------------------------------------------------------- upstream keep-alive
@@ -598,7 +657,7 @@ def test_ingress_mode_with_crds_annotates_the_service(helm):
     ann = m.get("Service", API)["metadata"]["annotations"]
     assert ann == {SERVERSTRANSPORT_ANNOTATION: f"wallet-{API}@kubernetescrd"}
     n, errors = _load_crd_check().check_documents(list(m))
-    assert n == 1 and not errors, errors
+    assert n == 5 and not errors, errors  # ServersTransport, 3 edge Middlewares, TLSOption
     # service.annotations are kept and win (safeNaming: namespace_name@kubernetescrd)
     m = helm.render(
         EXAMPLES / "ingress.yaml",

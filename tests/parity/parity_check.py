@@ -435,6 +435,33 @@ def _traefik_labels(service: Mapping) -> tuple[dict, dict]:
     return routers, services
 
 
+def render_env_templates(text: str, environment: Mapping[str, Any]) -> str:
+    """Traefik's file provider renders Go templates first: `{{ env "NAME" }}` (optionally
+    `| default "v"`) becomes the container's variable; other templates become TEMPLATE."""
+
+    def env(m: re.Match) -> str:
+        value = environment.get(m.group(1))
+        if value in (None, ""):
+            if m.group(2) is None:
+                raise ParityError(f'{{{{ env "{m.group(1)}" }}}}: not set in the traefik service')
+            return m.group(2)
+        return str(value)
+
+    text = re.sub(
+        r'\{\{\s*env\s+"([A-Za-z_0-9]+)"\s*(?:\|\s*default\s+"([^"]*)"\s*)?\}\}', env, text
+    )
+    return re.sub(r"\{\{.*?\}\}", "TEMPLATE", text)
+
+
+def _numbers(spec: Any) -> Any:
+    """Numbers as numbers: a rendered template is a string, a chart value an int."""
+    if isinstance(spec, Mapping):
+        return {k: _numbers(v) for k, v in spec.items()}
+    if isinstance(spec, str) and re.fullmatch(r"[0-9]+", spec):
+        return int(spec)
+    return spec
+
+
 def _normalize_middleware(kind_and_spec: tuple[str, Mapping]) -> tuple:
     """A middleware reduced to its behaviour (credential sources left out)."""
     kind, spec = kind_and_spec
@@ -447,7 +474,7 @@ def _normalize_middleware(kind_and_spec: tuple[str, Mapping]) -> tuple:
             spec.get("replacement"),
             bool(spec.get("permanent")),
         )
-    return (kind, freeze(spec))
+    return (kind, freeze(_numbers(spec)))
 
 
 def observe_compose(cfg: dict, *, env_example: Path = ROOT / ".env.example") -> Observations:
@@ -579,11 +606,29 @@ def observe_compose(cfg: dict, *, env_example: Path = ROOT / ".env.example") -> 
     static_cfg = traefik_static(traefik)
     dyn_dir = _mounted(traefik, static_cfg["providers"]["file"]["directory"])
     file_http: dict[str, dict] = {"routers": {}, "middlewares": {}, "serversTransports": {}}
+    tls_options: dict = {}
     for f in sorted(dyn_dir.glob("*.y*ml")):
-        # Traefik renders Go templates ({{ env "X" }}) before parsing: neutralise them.
-        doc = yaml.safe_load(re.sub(r"\{\{.*?\}\}", "TEMPLATE", f.read_text())) or {}
+        # Traefik renders Go templates before parsing: {{ env "X" }} with the Traefik
+        # container's environment (as compose resolved it), anything else neutralised.
+        doc = (
+            yaml.safe_load(render_env_templates(f.read_text(), traefik.get("environment") or {}))
+            or {}
+        )
         for section, entries in file_http.items():
             entries.update((doc.get("http") or {}).get(section) or {})
+        tls_options.update((doc.get("tls") or {}).get("options") or {})
+    o.add(
+        "traefik.tls_options",
+        "file provider tls.options.default",
+        freeze(tls_options.get("default")),
+    )
+    # Entrypoint middlewares run before every router's own (Traefik's order).
+    ep_middlewares = [
+        m.strip()
+        for ep in ("websecure",)
+        for m in str(((static_cfg.get("entrypoints") or {}).get(ep, {}).get("http") or {}).get("middlewares", "")).split(",")
+        if m.strip()
+    ]  # fmt: skip
 
     def middleware(ref: str) -> tuple:
         name, _, provider = ref.partition("@")
@@ -601,9 +646,8 @@ def observe_compose(cfg: dict, *, env_example: Path = ROOT / ".env.example") -> 
         for r in routers.values():
             target = r.get("service") or next(iter(lb_services))
             port = int(lb_services[target]["loadbalancer.server.port"])
-            mws = tuple(
-                middleware(m.strip()) for m in r.get("middlewares", "").split(",") if m.strip()
-            )
+            own = [m.strip() for m in r.get("middlewares", "").split(",") if m.strip()]
+            mws = tuple(middleware(m) for m in [*ep_middlewares, *own])
             eps = tuple(sorted(e.strip() for e in r.get("entrypoints", "").split(",") if e.strip()))
             routes.add((r["rule"], eps, r.get("tls") == "true", mws, port))
             if sname == API_SERVICE:
@@ -625,7 +669,7 @@ def observe_compose(cfg: dict, *, env_example: Path = ROOT / ".env.example") -> 
         eps = tuple(sorted(r.get("entryPoints", [])))
         if eps == ("web",):
             continue  # http->https redirect: Traefik installation's job on Kubernetes
-        mws = tuple(middleware(m) for m in r.get("middlewares", []))
+        mws = tuple(middleware(m) for m in [*ep_middlewares, *r.get("middlewares", [])])
         routes.add((r["rule"], eps, "tls" in r, mws, r["service"]))
     o.add("routing.routes", "traefik routers (docker labels + file provider)", routes)
     o.add(
@@ -969,6 +1013,14 @@ def observe_chart(chart: Chart) -> Observations:
                 )
             )
     o.add("routing.routes", "IngressRoutes of examples/all-routes-monitoring.yaml", routes)
+    tls_option_names = {
+        (ir["spec"].get("tls") or {}).get("options", {}).get("name")
+        for ir in allr
+        if ir["kind"] == "IngressRoute"
+    }
+    (tls_option,) = [d for d in allr if d["kind"] == "TLSOption"] or [None]
+    o.add("traefik.tls_options", "TLSOption used by every IngressRoute",
+          freeze(tls_option["spec"]) if tls_option and tls_option_names == {tls_option["metadata"]["name"]} else None)  # fmt: skip
     o.add(
         "routing.hosts",
         "Host() of every IngressRoute",

@@ -59,6 +59,7 @@ EXPECTED_ASPECTS = [
     "prometheus.api_job.discovers",
     "prometheus.api_job.name",
     "traefik.metrics.entrypoint",
+    "traefik.tls_options",
     "traefik.api_service_label_prefix",
     "traefik.api_upstream_idle_timeout",
     "traefik.api_upstream_idle_below_keepalive",
@@ -184,9 +185,16 @@ CHART_MUTATIONS = [
     pytest.param({"ingress": {"wallet": {"upstreamIdleTimeout": "90s"}}}, "traefik.api_upstream_idle_below_keepalive", "False", id="idle-timeout-90s"),
     pytest.param({"ingress": {"wallet": {"upstreamIdleTimeout": "90s"}}}, "traefik.api_upstream_idle_timeout", "90.0", id="idle-timeout-value"),
     pytest.param({"wallet": {"env": {"GUNICORN_KEEPALIVE": "2"}}}, "traefik.api_upstream_idle_below_keepalive", "keep-alive (2s) = False", id="keepalive-2s"),
+    pytest.param({"ingress": {"edge": {"walletRateLimit": {"average": 50}}}}, "routing.routes", "50", id="wallet-rate-limit"),
+    pytest.param({"ingress": {"edge": {"securityHeaders": False}}}, "routing.routes", "routes", id="no-security-headers"),
+    pytest.param({"ingress": {"edge": {"tlsOptions": {"sniStrict": False}}}}, "traefik.tls_options", "False", id="sni-strict-off"),
 ]  # fmt: skip
 
 COMPOSE_MUTATIONS = [
+    pytest.param({"services": {"traefik": {"environment": {"WALLET_MAX_IN_FLIGHT": "7"}}}},
+                 "routing.routes", "7", id="wallet-in-flight"),
+    pytest.param({"services": {"wallet-api": {"labels": {"traefik.http.routers.wallet.middlewares": "wallet-in-flight@file"}}}},
+                 "routing.routes", "routes", id="wallet-rate-limit-dropped"),
     pytest.param({"services": {"wallet-api": {"labels": {"traefik.http.routers.wallet.rule": "Host(`wallet2.localhost`) && !PathPrefix(`/metrics`)"}}}},
                  "routing.hosts", "wallet2.localhost", id="wallet-host"),
     pytest.param({"services": {"wallet-api": {"labels": {"traefik.http.routers.wallet.rule": "Host(`wallet.localhost`)"}}}},

@@ -227,3 +227,47 @@ always in IngressRoute mode, in Ingress mode only with ingress.wallet.serversTra
 {{- if not $peer }}{{ fail "networkPolicy peer needs a namespaceSelector and/or podSelector" }}{{ end }}
 - {{ toYaml $peer | nindent 2 | trim }}
 {{- end }}
+
+{{/*
+Edge middlewares of a route, in the order Traefik runs them (compose: the websecure
+entrypoint's security-headers first, then the router's own). kind: "wallet" (the API:
+rate limit, in-flight cap) or "auth" (basic-auth routes: stricter rate limit, then the
+password check). Usage: include "wallet-stack.edgeMiddlewareNames" (list . "wallet")
+-> one name per line.
+*/}}
+{{- define "wallet-stack.edgeMiddlewareNames" -}}
+{{- $ctx := index . 0 }}
+{{- $kind := index . 1 }}
+{{- $edge := $ctx.Values.ingress.edge }}
+{{- if $edge.securityHeaders }}
+{{ include "wallet-stack.componentName" (list $ctx "security-headers") }}
+{{- end }}
+{{- if eq $kind "wallet" }}
+{{ include "wallet-stack.componentName" (list $ctx "wallet-rate-limit") }}
+{{ include "wallet-stack.componentName" (list $ctx "wallet-in-flight") }}
+{{- else }}
+{{ include "wallet-stack.componentName" (list $ctx "auth-rate-limit") }}
+{{ include "wallet-stack.basicAuthMiddlewareName" $ctx }}
+{{- end }}
+{{- end }}
+
+{{/* IngressRoute `middlewares:` entries of a route kind (see edgeMiddlewareNames). */}}
+{{- define "wallet-stack.ingressRouteMiddlewares" -}}
+{{- range splitList "\n" (include "wallet-stack.edgeMiddlewareNames" . | trim) }}
+- name: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/* Ingress-mode annotation value: the same middlewares as <ns>-<name>@kubernetescrd. */}}
+{{- define "wallet-stack.ingressMiddlewareRefs" -}}
+{{- $ctx := index . 0 }}
+{{- $refs := list }}
+{{- range splitList "\n" (include "wallet-stack.edgeMiddlewareNames" . | trim) }}
+{{- $refs = append $refs (printf "%s-%s@kubernetescrd" $ctx.Release.Namespace .) }}
+{{- end }}
+{{- join "," $refs }}
+{{- end }}
+
+{{- define "wallet-stack.tlsOptionName" -}}
+{{- include "wallet-stack.componentName" (list . "tls-options") }}
+{{- end }}

@@ -7,13 +7,18 @@ tls:
   certResolver: {{ $t.certResolver }}
   {{- else if or $t.secretName (include "wallet-stack.tlsSelfSigned" .) }}
   secretName: {{ include "wallet-stack.tlsSecretName" . }}
-  {{- else }}
+  {{- end }}
+  {{- if .Values.ingress.edge.tlsOptions.enabled }}
+  options:
+    name: {{ include "wallet-stack.tlsOptionName" . }}
+  {{- end }}
+  {{- if not (or $t.certResolver $t.secretName (include "wallet-stack.tlsSelfSigned" .) .Values.ingress.edge.tlsOptions.enabled) }}
   {}
   {{- end }}
 {{- end }}
 {{- end }}
 
-{{/* Traefik annotations of a plain Ingress. Usage: include "wallet-stack.ingressAnnotations" (dict "ctx" . "middleware" true) */}}
+{{/* Traefik annotations of a plain Ingress. Usage: include "wallet-stack.ingressAnnotations" (dict "ctx" . "kind" "wallet"|"auth") */}}
 {{- define "wallet-stack.ingressAnnotations" -}}
 {{- $v := .ctx.Values.ingress }}
 traefik.ingress.kubernetes.io/router.entrypoints: {{ join "," $v.entryPoints | quote }}
@@ -22,10 +27,11 @@ traefik.ingress.kubernetes.io/router.tls: "true"
 {{- with $v.tls.certResolver }}
 traefik.ingress.kubernetes.io/router.tls.certresolver: {{ . | quote }}
 {{- end }}
+{{- if $v.edge.tlsOptions.enabled }}
+traefik.ingress.kubernetes.io/router.tls.options: {{ printf "%s-%s@kubernetescrd" .ctx.Release.Namespace (include "wallet-stack.tlsOptionName" .ctx) | quote }}
 {{- end }}
-{{- if .middleware }}
-traefik.ingress.kubernetes.io/router.middlewares: {{ include "wallet-stack.basicAuthMiddlewareRef" .ctx | quote }}
 {{- end }}
+traefik.ingress.kubernetes.io/router.middlewares: {{ include "wallet-stack.ingressMiddlewareRefs" (list .ctx .kind) | quote }}
 {{- with $v.annotations }}
 {{ toYaml . }}
 {{- end }}
