@@ -537,7 +537,7 @@ def test_plain_ingress_mode(helm):
         "wallet-wallet-stack-basic-auth@kubernetescrd"
     )
     n, errors = _load_crd_check().check_documents(list(m))
-    assert not errors, errors
+    assert n == 6 and not errors, errors  # 5 Middlewares, TLSOption
 
 
 # ---------------------------------------------------------------- upstream keep-alive
