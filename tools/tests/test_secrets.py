@@ -44,6 +44,9 @@ def test_fresh_run_generates_everything_with_private_modes(tmp_path: Path) -> No
     assert len(values["BASIC_AUTH_PASSWORD"] or "") == 36
     assert len(values["REDIS_PASSWORD"] or "") == 48
     assert len(values["WALLET_API_KEYS"] or "") == 64
+    assert len(values["REDIS_ADMIN_PASSWORD"] or "") == 48
+    assert len(values["REDIS_EXPORTER_PASSWORD"] or "") == 48
+    assert len(set(values.values())) == len(values), "every secret is its own"
     assert stat.S_IMODE((tmp_path / ".env").stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / ".secrets").stat().st_mode) == 0o700
     assert stat.S_IMODE((tmp_path / ".secrets" / "htpasswd").stat().st_mode) == 0o600

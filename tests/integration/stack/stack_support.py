@@ -264,3 +264,23 @@ def wallet_api_containers() -> list[dict[str, Any]]:
 
 def edge_ip(container: dict[str, Any]) -> str:
     return str(container["NetworkSettings"]["Networks"][EDGE_NETWORK]["IPAddress"])
+
+
+def prom_vector(stack: Stack, http: requests.Session, query: str) -> list[dict[str, Any]]:
+    """Prometheus instant query through Traefik (basic auth): the result vector."""
+    r = http.get(
+        stack.url("prometheus.localhost", "/api/v1/query"),
+        params={"query": query},
+        auth=stack.basic_auth,
+        timeout=HTTP_TIMEOUT,
+    )
+    r.raise_for_status()
+    body = r.json()
+    if body.get("status") != "success":
+        raise ValueError(f"{query}: {body}")
+    return list(body["data"]["result"])
+
+
+def compose_exec(service: str, script: str, timeout: float = 60) -> str:
+    """`sh -c script` in the service's (first) container."""
+    return run(compose_cmd("exec", "-T", service, "sh", "-c", script), timeout=timeout)

@@ -19,6 +19,7 @@ PROTECTED = [
     ("traefik.localhost", "/dashboard/"),
     ("prometheus.localhost", "/"),
     ("whoami.localhost", "/"),
+    ("alertmanager.localhost", "/"),
 ]
 
 

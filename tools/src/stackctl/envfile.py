@@ -70,6 +70,20 @@ SETTINGS: tuple[Setting, ...] = (
         "may only use URL-safe characters [A-Za-z0-9._~-]",
         lambda: secrets.token_hex(24),
     ),
+    # Redis ACL users besides the app's `default`: operators/backups/replication, and
+    # redis_exporter (docker-compose.yml lists their rules).
+    Setting(
+        "REDIS_ADMIN_PASSWORD",
+        r"[A-Za-z0-9._~-]+",
+        "may only use URL-safe characters [A-Za-z0-9._~-]",
+        lambda: secrets.token_hex(24),
+    ),
+    Setting(
+        "REDIS_EXPORTER_PASSWORD",
+        r"[A-Za-z0-9._~-]+",
+        "may only use URL-safe characters [A-Za-z0-9._~-]",
+        lambda: secrets.token_hex(24),
+    ),
     Setting(
         "WALLET_API_KEYS",
         rf"{_API_KEY_CHARS}(,{_API_KEY_CHARS})*",

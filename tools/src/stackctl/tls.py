@@ -35,6 +35,7 @@ HOSTS: tuple[str, ...] = (
     "prometheus.localhost",
     "whoami.localhost",
     "wallet.localhost",
+    "alertmanager.localhost",
 )
 LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 PERMITTED_DNS = "localhost"
