@@ -188,13 +188,19 @@ _up:
 	scripts/wait-healthy.sh
 	@$(PY) -m stackctl urls --wait 60
 
+.PHONY: grafana
+grafana: images secrets ## Optional Grafana with the wallet-stack dashboard at https://grafana.localhost/ (needs a registry)
+	@if [ -f .airgap.env ]; then \
+	  echo "grafana: skipped: air-gapped mode has no Grafana image (Debian ships none); the dashboard's queries are tested against Prometheus (make e2e)"; \
+	else $(COMPOSE_ALL) --profile grafana up -d --wait grafana; fi
+
 .PHONY: down
 down: ## Stop and remove the stack's containers (volumes are kept; `make clean` drops them)
-	$(COMPOSE_ALL) down --remove-orphans
+	$(COMPOSE_ALL) --profile grafana down --remove-orphans
 
 .PHONY: clean
 clean: ## Stop the stack and delete its volumes (Redis data, Prometheus TSDB)
-	$(COMPOSE_ALL) down --remove-orphans --volumes
+	$(COMPOSE_ALL) --profile grafana down --remove-orphans --volumes
 
 .PHONY: logs
 logs: ## Follow the stack's logs

@@ -36,6 +36,7 @@ HOSTS: tuple[str, ...] = (
     "whoami.localhost",
     "wallet.localhost",
     "alertmanager.localhost",
+    "grafana.localhost",
 )
 LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 PERMITTED_DNS = "localhost"

@@ -49,6 +49,10 @@ class WalletMetrics:
             buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=registry,
         )
+        # Series that exist from the start, at 0: a retry rate of 0 is a fact to graph and
+        # alert on, while a missing series looks like a scrape problem.
+        for operation in ("deposit", "withdrawal", "transfer", "mixed"):
+            self.retries.labels(operation)
 
     def operation(self, operation: str, outcome: str) -> None:
         self.operations.labels(operation, outcome).inc()
