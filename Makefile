@@ -188,6 +188,15 @@ _up:
 	scripts/wait-healthy.sh
 	@$(PY) -m stackctl urls --wait 60
 
+.PHONY: backup
+backup: venv ## Consistent Redis snapshot of the running stack into backups/ (timestamp + .sha256)
+	@$(PY) -m stackctl backup
+
+.PHONY: restore
+restore: venv ## Put a snapshot back: make restore FILE=backups/redis-<time>.rdb (stops the API meanwhile)
+	@test -n "$(FILE)" || { echo "restore: usage: make restore FILE=backups/redis-<time>.rdb" >&2; exit 2; }
+	@$(PY) -m stackctl restore "$(FILE)"
+
 .PHONY: grafana
 grafana: images secrets ## Optional Grafana with the wallet-stack dashboard at https://grafana.localhost/ (needs a registry)
 	@if [ -f .airgap.env ]; then \

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stackctl import REPO_ROOT, chartdocs, envfile, urls
+from stackctl import REPO_ROOT, backup, chartdocs, envfile, urls
 from stackctl import secrets as secrets_cmd
 
 
@@ -62,6 +62,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     docs.add_argument("--chart", type=Path, default=REPO_ROOT / "helm" / "wallet-stack")
     docs.add_argument("--check", action="store_true", help="only fail when they are stale")
+    bak = sub.add_parser(
+        "backup",
+        help="stream a consistent Redis snapshot into backups/ (with a .sha256)",
+        description=backup.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bak.add_argument("--dir", type=Path, default=REPO_ROOT / "backups", help="target directory")
+    res = sub.add_parser(
+        "restore",
+        help="put a snapshot from make backup back (stops the API meanwhile)",
+        description=backup.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    res.add_argument("file", type=Path, help="backups/redis-<time>.rdb")
     return parser
 
 
@@ -74,6 +88,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             secrets_cmd.run(args.root, force_certs=args.force_certs)
         except (envfile.SettingError, OSError) as exc:
             print(f"stackctl secrets: error: {exc}", file=sys.stderr)
+            return 1
+    elif args.command in ("backup", "restore"):
+        try:
+            if args.command == "backup":
+                path = backup.backup(args.dir)
+                print(f"backup: {path} ({path.stat().st_size} bytes, checksum {path.name}.sha256)")
+            else:
+                print(f"restore: {backup.restore(args.file)} from {args.file}")
+        except backup.BackupError as exc:
+            print(f"stackctl {args.command}: error: {exc}", file=sys.stderr)
             return 1
     elif args.command == "urls":
         try:
