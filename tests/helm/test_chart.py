@@ -359,6 +359,21 @@ def test_notes_print_password_retrieval(helm):
 # ---------------------------------------------------------------- redis
 
 
+def _acl_users(args: list) -> dict:
+    """redis-server `--user NAME RULE...` arguments -> {NAME: (RULE, ...)}."""
+    users, i = {}, 0
+    while i < len(args):
+        if args[i] == "--user":
+            j = i + 2
+            while j < len(args) and not str(args[j]).startswith("--"):
+                j += 1
+            users[args[i + 1]] = tuple(args[i + 2 : j])
+            i = j
+        else:
+            i += 1
+    return users
+
+
 def test_builtin_redis(default):
     sts = default.get("StatefulSet", REDIS)
     c = container(sts)
@@ -366,18 +381,62 @@ def test_builtin_redis(default):
     assert c["command"] == ["redis-server"]
     assert args[args.index("--appendonly") + 1] == "yes"
     assert args[args.index("--appendfsync") + 1] == "always"
-    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    users = _acl_users(args)
+    assert users == {
+        "default": (
+            "on",
+            ">$(REDIS_PASSWORD)",
+            "~*",
+            "&*",
+            "+@all",
+            "-@dangerous",
+            "+info",
+            "+config|get",
+        ),
+        "ops": ("on", ">$(REDIS_ADMIN_PASSWORD)", "~*", "&*", "+@all"),
+        "exporter": (
+            "on",
+            ">$(REDIS_EXPORTER_PASSWORD)",
+            "-@all",
+            "+@connection",
+            "+info",
+            "+config|get",
+            "+client|list",
+            "+slowlog|get",
+            "+slowlog|len",
+            "+latency|latest",
+            "+dbsize",
+            "+cluster|info",
+            "+memory|stats",
+        ),
+    }, "the app's user never runs @dangerous commands"
+    assert "--requirepass" not in args
     env = env_of(c)
+    for var, key in (
+        ("REDIS_PASSWORD", "redis-password"),
+        ("REDIS_ADMIN_PASSWORD", "admin-password"),
+        ("REDIS_EXPORTER_PASSWORD", "exporter-password"),
+    ):
+        assert env[var]["valueFrom"]["secretKeyRef"] == {
+            "name": "wallet-stack-redis-auth",
+            "key": key,
+        }
+    secret = default.get("Secret", "wallet-stack-redis-auth")["data"]
+    assert set(secret) == {"redis-password", "admin-password", "exporter-password"}
+    assert len(set(secret.values())) == 3, "three different generated passwords"
     assert env["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"]["name"] == "wallet-stack-redis-auth"
     for probe in ("livenessProbe", "readinessProbe"):
         cmd = " ".join(c[probe]["exec"]["command"])
         assert "redis-cli" in cmd and "ping" in cmd and "-a " not in cmd
     pod = sts["spec"]["template"]["spec"]
-    assert (
-        pod["securityContext"]["runAsUser"] == 999
-        and pod["securityContext"]["runAsNonRoot"] is True
-    )
+    assert pod["securityContext"]["runAsUser"] >= 10000, "a high UID no host account has"
+    assert pod["securityContext"]["runAsNonRoot"] is True
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["runAsUser"] >= 10000
+    exporter = next(x for x in pod["containers"] if x["name"] == "exporter")
+    assert env_of(exporter)["REDIS_USER"]["value"] == "exporter"
+    assert exporter["ports"] == [{"name": "metrics", "containerPort": 9121, "protocol": "TCP"}]
+    assert exporter["securityContext"]["readOnlyRootFilesystem"] is True
     vct = sts["spec"]["volumeClaimTemplates"][0]
     assert vct["metadata"]["name"] == "data"
     assert vct["spec"]["resources"]["requests"]["storage"] == "1Gi"
@@ -410,6 +469,13 @@ def test_external_redis(helm):
         (("redis.enabled=false",), "requires externalRedis"),
         (("externalRedis.url=redis://x:6379/0",), "mutually exclusive"),
         (("ingress.mode=ingress", "ingress.routes.dashboard.enabled=true"), "api@internal"),
+        (("alertmanager.enabled=true",), "alertmanager.webhookUrl or alertmanager.receivers"),
+        (("ingress.routes.alertmanager.enabled=true",), "needs alertmanager.enabled"),
+        (("redis.auth.existingSecret=mine", "redis.auth.adminPassword=x"), "excludes"),
+        (
+            ("backup.enabled=true", "redis.enabled=false", "externalRedis.url=redis://x:6379/0"),
+            "external Redis",
+        ),
     ],
 )
 def test_invalid_combinations_fail(helm, sets, message):
@@ -505,7 +571,7 @@ def test_all_routes(helm):
     redirect = m.get("Middleware", "wallet-stack-dashboard-redirect")["spec"]["redirectRegex"]
     assert redirect["replacement"] == "${1}/dashboard/"
     n, errors = _load_crd_check().check_documents(list(m))
-    assert n == 14 and not errors, errors
+    assert n == 16 and not errors, errors  # + the Alertmanager IngressRoute and the redis ServiceMonitor
 
 
 def test_plain_ingress_mode(helm):
@@ -675,8 +741,12 @@ def test_no_serverstransport_without_routes(helm):
 # ---------------------------------------------------------------- network policy
 
 
-def test_no_networkpolicy_by_default(default):
-    assert not default.of_kind("NetworkPolicy")
+def test_networkpolicy_on_by_default(default):
+    assert {n["metadata"]["name"] for n in default.of_kind("NetworkPolicy")} == {API, REDIS}
+
+
+def test_networkpolicy_can_be_switched_off(helm):
+    assert not helm.render(sets=("networkPolicy.enabled=false",)).of_kind("NetworkPolicy")
 
 
 def test_networkpolicy_shape(helm):
@@ -709,9 +779,25 @@ def test_networkpolicy_shape(helm):
         {
             "from": [{"podSelector": {"matchLabels": API_SELECTOR}}],
             "ports": [{"port": 6379, "protocol": "TCP"}],
-        }
+        },
+        {  # Prometheus, on the exporter's port only
+            "from": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                    },
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+                }
+            ],
+            "ports": [{"port": "metrics", "protocol": "TCP"}],
+        },
     ]
     assert redis["egress"] == []
+    with_backup = helm.render(sets=("backup.enabled=true",)).get("NetworkPolicy", REDIS)["spec"]
+    backup_peer = {
+        "podSelector": {"matchLabels": {**API_SELECTOR, "app.kubernetes.io/component": "backup"}}
+    }
+    assert backup_peer in with_backup["ingress"][0]["from"], "the backup job reaches Redis"
 
 
 def test_networkpolicy_selectors_configurable(helm):
@@ -764,7 +850,7 @@ def test_prometheus_configmap(default):
     }
     assert (("__meta_kubernetes_pod_name",), "replica", None) in relabel
     assert (("__meta_kubernetes_pod_container_port_name",), None, "keep") in relabel
-    assert set(jobs) == {"prometheus", "traefik", "wallet-api"}, (
+    assert set(jobs) == {"prometheus", "traefik", "wallet-api", "redis"}, (
         "same jobs as infra/prometheus/prometheus.yml"
     )
     assert cfg["rule_files"] == ["/etc/prometheus/rules/*.yml"]
@@ -898,18 +984,31 @@ def test_helm_test_script_authenticates_with_the_bearer_key(default):
     assert "without a key" in broken.stderr
 
 
+def _containers(node, where=""):
+    """Every container spec below a rendered object (Deployments, StatefulSets, CronJobs)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("containers", "initContainers") and isinstance(value, list):
+                yield from ((where, c) for c in value)
+            else:
+                yield from _containers(value, where)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _containers(item, where)
+
+
 def test_every_image_is_a_value(helm):
     m = helm.render(EXAMPLES / "airgap.yaml")
-    images = {}
-    for d in m:
-        spec = (
-            d["spec"].get("template", {}).get("spec")
-            if "template" in d.get("spec", {})
-            else d.get("spec")
-        )
-        for c in (spec or {}).get("containers", []) if isinstance(spec, dict) else []:
-            images[f"{d['kind']}/{d['metadata']['name']}"] = c["image"]
-    assert images, "no containers rendered"
+    images = {
+        f"{d['kind']}/{d['metadata']['name']}/{c['name']}": c["image"]
+        for d in m
+        for _, c in _containers(d.get("spec", {}))
+    }
+    assert {
+        "StatefulSet/wallet-stack-redis/exporter",
+        "CronJob/wallet-stack-backup/backup",
+        "Deployment/wallet-stack-alertmanager/alertmanager",
+    } <= set(images), sorted(images)
     for where, image in images.items():
         assert image.startswith(("wallet-stack-local/", "wallet-stack/")), (where, image)
         assert ":" in image
@@ -1027,3 +1126,56 @@ def test_crd_check_catches_broken_objects(default):
         "wallet-nope@kubernetescrd names no rendered ServersTransport",
     ):
         assert needle in text, (needle, text)
+
+
+# ---------------------------------------------------------------- operating (issue 12)
+
+
+def test_alertmanager_option_routes_like_compose_to_your_receiver(helm):
+    m = helm.render(sets=("alertmanager.enabled=true", "alertmanager.webhookUrl=http://hook:9/x"))
+    cfg = yaml.safe_load(
+        m.get("ConfigMap", "wallet-stack-alertmanager")["data"]["alertmanager.yml"]
+    )
+    compose = yaml.safe_load((ROOT / "infra" / "alertmanager" / "alertmanager.yml").read_text())
+    assert cfg["route"] == compose["route"] and cfg["inhibit_rules"] == compose["inhibit_rules"]
+    assert cfg["receivers"] == [
+        {"name": "team", "webhook_configs": [{"url": "http://hook:9/x", "send_resolved": True}]}
+    ]
+    prom = yaml.safe_load(m.get("ConfigMap", "wallet-stack-prometheus")["data"]["prometheus.yml"])
+    assert prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "wallet-stack-alertmanager:9093"
+    ]
+    c = container(m.get("Deployment", "wallet-stack-alertmanager"))
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_backup_cronjob_writes_checked_snapshots_to_a_kept_pvc(helm):
+    m = helm.render(sets=("backup.enabled=true", "backup.keep=3"))
+    cron = m.get("CronJob", "wallet-stack-backup")
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    script = c["args"][0]
+    assert "--user ops" in script and "--rdb" in script and "sha256sum" in script
+    assert env_of(c)["KEEP"]["value"] == "3"
+    assert env_of(c)["REDIS_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "admin-password"
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsUser"] >= 10000
+    pvc = m.get("PersistentVolumeClaim", "wallet-stack-backup")
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert not helm.render().of_kind("CronJob"), "off by default"
+
+
+def test_grafana_dashboard_configmap_is_the_compose_file(default):
+    cm = default.get("ConfigMap", "wallet-stack-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = (ROOT / "infra" / "grafana" / "dashboards" / "wallet-stack.json").read_text()
+    assert json.loads(cm["data"]["wallet-stack.json"]) == json.loads(shipped)
+
+
+def test_redis_exporter_is_scraped_as_job_redis(helm):
+    m = helm.render(EXAMPLES / "all-routes-monitoring.yaml")
+    sm = m.get("ServiceMonitor", REDIS)
+    assert sm["spec"]["endpoints"][0]["port"] == "metrics"
+    assert {"name": "metrics", "port": 9121, "targetPort": "metrics", "protocol": "TCP"} in m.get(
+        "Service", REDIS
+    )["spec"]["ports"]

@@ -21,7 +21,7 @@ import re
 import subprocess
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Kubernetes API defaults of a Probe.
 PROBE_DEFAULTS = {
@@ -225,6 +225,10 @@ class RunSpec:
     entrypoint: str | None
     args: list[str]
     notes: list[str]
+    # Named volumes to create and hand to group `fs_group` (mode 2770) before `docker run`:
+    # what the kubelet's fsGroup ownership change does to a fresh PersistentVolume.
+    owned_volumes: list[str] = field(default_factory=list)
+    fs_group: int | None = None
 
 
 def docker_run_flags(
@@ -233,6 +237,7 @@ def docker_run_flags(
     env: Mapping[str, str],
     *,
     tmpfs_for_pvc: bool = False,
+    volume_prefix: str = "kubelet-sim",
 ) -> RunSpec:
     """`docker run` flags reproducing what the pod spec asks of the runtime."""
     spec = pod_spec(workload)
@@ -253,9 +258,14 @@ def docker_run_flags(
             "runAsNonRoot without a non-zero runAsUser: the kubelet would check the image USER"
         )
     groups = list(sc.get("supplementalGroups") or [])
-    if psc.get("fsGroup") is not None:
-        groups.append(psc["fsGroup"])
-        notes.append(f"fsGroup {psc['fsGroup']} -> --group-add (volume chown not simulated)")
+    fs_group = psc.get("fsGroup")
+    owned_volumes: list[str] = []
+    if fs_group is not None:
+        groups.append(fs_group)
+        notes.append(
+            f"fsGroup {fs_group} -> --group-add; PVCs as named volumes owned by group {fs_group} "
+            "(mode 2770, what the kubelet's fsGroup ownership change leaves)"
+        )
     for g in dict.fromkeys(groups):
         flags += ["--group-add", str(g)]
     if sc.get("readOnlyRootFilesystem"):
@@ -289,9 +299,17 @@ def docker_run_flags(
                 opts.append(f"size={_quantity_bytes(size)}")
             flags += ["--tmpfs", f"{path}:{','.join(opts)}" if opts else path]
         elif vol is None and m["name"] in claims:
-            # PVC from volumeClaimTemplates: an anonymous volume (initialised from the
-            # image's directory, like a fresh PV owned via fsGroup).
-            flags += ["--tmpfs", path] if tmpfs_for_pvc else ["--volume", path]
+            # PVC from volumeClaimTemplates. With fsGroup: a named volume the caller hands
+            # to that group first (a fresh PV after the kubelet's ownership change); else an
+            # anonymous volume initialised from the image's directory.
+            if fs_group is not None and not tmpfs_for_pvc:
+                name = f"{volume_prefix}-{m['name']}"
+                owned_volumes.append(name)
+                # nocopy: docker would otherwise copy the image directory's owner and mode
+                # onto the empty volume, undoing the ownership change.
+                flags += ["--mount", f"type=volume,src={name},dst={path},volume-nocopy"]
+            else:
+                flags += ["--tmpfs", path] if tmpfs_for_pvc else ["--volume", path]
         else:
             raise UnsupportedSpec(
                 f"volume {m['name']}: only emptyDir and volumeClaimTemplates are simulated"
@@ -313,7 +331,8 @@ def docker_run_flags(
     entrypoint = None
     if command:
         entrypoint, args = command[0], command[1:] + args
-    return RunSpec(flags=flags, entrypoint=entrypoint, args=args, notes=notes)
+    return RunSpec(flags=flags, entrypoint=entrypoint, args=args, notes=notes,
+                   owned_volumes=owned_volumes, fs_group=fs_group)  # fmt: skip
 
 
 # ------------------------------------------------------------------ probes

@@ -179,6 +179,25 @@ def redis_flags(args: list[str]) -> dict[str, str]:
     return {k: " ".join(v) for k, v in flags.items()}
 
 
+def redis_acl(args: list[str]) -> dict[str, tuple[str, ...]]:
+    """Every `--user NAME RULE...` of redis-server arguments -> {NAME: rules}, passwords
+    (`>secret`) reduced to `>PASSWORD`: the rules must agree, the secrets need not."""
+    users: dict[str, tuple[str, ...]] = {}
+    i = 0
+    while i < len(args):
+        if args[i] == "--user":
+            j = i + 2
+            while j < len(args) and not args[j].startswith("--"):
+                j += 1
+            users[args[i + 1]] = tuple(
+                ">PASSWORD" if a.startswith(">") else a for a in args[i + 2 : j]
+            )
+            i = j
+        else:
+            i += 1
+    return users
+
+
 def url_in(text: str) -> tuple[str, int | None, str]:
     m = re.search(r"https?://([^/:'\"\s]+)(?::(\d+|%s))?(/[^'\"\s]*)", text)
     if not m:
@@ -578,6 +597,10 @@ def observe_compose(cfg: dict, *, env_example: Path = ROOT / ".env.example") -> 
         command = shlex.split(command[2])
     args = command[command.index("redis-server") + 1 :]
     flags = redis_flags(args)
+    o.add("redis.acl", "redis-server --user rules", redis_acl(args))
+    exporter = services.get("redis-exporter") or {}
+    o.add("redis.exporter.user", "redis-exporter REDIS_USER",
+          (exporter.get("environment") or {}).get("REDIS_USER"))  # fmt: skip
     o.add("redis.persistence", "redis-server flags",
           {"appendonly": flags.get("appendonly"), "appendfsync": flags.get("appendfsync")})  # fmt: skip
     redis_env = redis.get("environment") or {}
@@ -961,6 +984,10 @@ def observe_chart(chart: Chart) -> Observations:
     )
     rargs = [ks.expand(a, redis_env) for a in (rc.get("command", [])[1:] + rc.get("args", []))]
     flags = redis_flags(rargs)
+    o.add("redis.acl", "redis container --user args", redis_acl(rargs))
+    sidecar = next((c for c in ks.pod_spec(sts)["containers"] if c["name"] == "exporter"), {})
+    o.add("redis.exporter.user", "exporter sidecar REDIS_USER",
+          next((e.get("value") for e in sidecar.get("env", []) if e["name"] == "REDIS_USER"), None))  # fmt: skip
     url = urlsplit(env["REDIS_URL"])
     o.add("api.redis_url.shape", "REDIS_URL after $(VAR) expansion",
           (url.scheme, url.username or "", url.port, url.path))  # fmt: skip

@@ -60,6 +60,8 @@ EXPECTED_ASPECTS = [
     "prometheus.api_job.name",
     "traefik.metrics.entrypoint",
     "traefik.tls_options",
+    "redis.acl",
+    "redis.exporter.user",
     "traefik.api_service_label_prefix",
     "traefik.api_upstream_idle_timeout",
     "traefik.api_upstream_idle_below_keepalive",
@@ -188,6 +190,8 @@ CHART_MUTATIONS = [
     pytest.param({"ingress": {"edge": {"walletRateLimit": {"average": 50}}}}, "routing.routes", "50", id="wallet-rate-limit"),
     pytest.param({"ingress": {"edge": {"securityHeaders": False}}}, "routing.routes", "routes", id="no-security-headers"),
     pytest.param({"ingress": {"edge": {"tlsOptions": {"sniStrict": False}}}}, "traefik.tls_options", "False", id="sni-strict-off"),
+    pytest.param({"redis": {"acl": {"app": "~* &* +@all"}}}, "redis.acl", "default", id="app-user-may-flushall"),
+    pytest.param({"redis": {"exporter": {"enabled": False}}}, "redis.exporter.user", "None", id="no-exporter"),
 ]  # fmt: skip
 
 COMPOSE_MUTATIONS = [

@@ -116,7 +116,9 @@ class Pod:
         self.env = ks.resolve_env(
             self.container, manifests, pod_name=self.pod_name, namespace=pc.NAMESPACE
         )
-        self.run = ks.docker_run_flags(self.workload, self.container, dict(self.env))
+        self.run = ks.docker_run_flags(
+            self.workload, self.container, dict(self.env), volume_prefix=self.docker_name
+        )
         self.ports: dict[int, int] = {}
 
     def start(self, network: str, aliases: list[str], env_dir: Path) -> None:
@@ -128,6 +130,10 @@ class Pod:
                # Images built by compose carry its project labels; without this
                # override `docker compose ps` would count these containers as the stack's.
                "--label", "com.docker.compose.project=wallet-stack-parity", "--network", network, "--env-file", str(env_file), *self.run.flags]  # fmt: skip
+        for volume in self.run.owned_volumes:  # the kubelet's fsGroup ownership change
+            docker("volume", "create", "--label", LABEL, volume)
+            docker("run", "--rm", "--user", "0", "--entrypoint", "sh", "-v", f"{volume}:/v",
+                   self.container["image"], "-c", f"chgrp {self.run.fs_group} /v && chmod 2770 /v")  # fmt: skip
         for alias in aliases:
             cmd += ["--network-alias", alias]
         for p in self.container.get("ports", []):
@@ -176,6 +182,8 @@ def stack(manifests, tmp_path_factory, request) -> Stack:
     def cleanup():
         for pod in (s.api, s.redis):
             docker("rm", "-f", "-v", pod.docker_name, check=False)
+            for volume in pod.run.owned_volumes:
+                docker("volume", "rm", volume, check=False)
         docker("network", "rm", network, check=False)
 
     request.addfinalizer(cleanup)

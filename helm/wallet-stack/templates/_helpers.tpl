@@ -214,8 +214,20 @@ always in IngressRoute mode, in Ingress mode only with ingress.wallet.serversTra
 {{- if and .Values.wallet.apiKeys.existingSecret .Values.wallet.apiKeys.keys }}
 {{- fail "wallet.apiKeys.existingSecret excludes wallet.apiKeys.keys" }}
 {{- end }}
-{{- if and .Values.redis.auth.existingSecret .Values.redis.auth.password }}
-{{- fail "redis.auth.existingSecret excludes redis.auth.password" }}
+{{- if and .Values.redis.auth.existingSecret (or .Values.redis.auth.password .Values.redis.auth.adminPassword .Values.redis.auth.exporterPassword) }}
+{{- fail "redis.auth.existingSecret excludes redis.auth.password/adminPassword/exporterPassword" }}
+{{- end }}
+{{- if and .Values.alertmanager.enabled (not .Values.alertmanager.webhookUrl) (not .Values.alertmanager.receivers) }}
+{{- fail "alertmanager.enabled needs alertmanager.webhookUrl or alertmanager.receivers: an alert nobody receives is no alert" }}
+{{- end }}
+{{- if and .Values.ingress.enabled .Values.ingress.routes.alertmanager.enabled (not .Values.ingress.routes.alertmanager.service.name) (not .Values.alertmanager.enabled) }}
+{{- fail "ingress.routes.alertmanager needs alertmanager.enabled or ingress.routes.alertmanager.service.name" }}
+{{- end }}
+{{- if and .Values.ingress.enabled (eq .Values.ingress.mode "ingress") .Values.ingress.routes.alertmanager.enabled }}
+{{- fail "ingress.routes.alertmanager needs ingress.mode=ingressroute" }}
+{{- end }}
+{{- if and .Values.backup.enabled (not .Values.redis.enabled) }}
+{{- fail "backup.enabled snapshots the chart's Redis (redis.enabled=true); back up an external Redis where it runs" }}
 {{- end }}
 {{- end }}
 
@@ -270,4 +282,28 @@ password check). Usage: include "wallet-stack.edgeMiddlewareNames" (list . "wall
 
 {{- define "wallet-stack.tlsOptionName" -}}
 {{- include "wallet-stack.componentName" (list . "tls-options") }}
+{{- end }}
+
+{{/* Key of a Redis password in the Redis Secret: which = "app" | "admin" | "exporter". */}}
+{{- define "wallet-stack.redisSecretKeyOf" -}}
+{{- $ctx := index . 0 }}{{- $which := index . 1 }}
+{{- $a := $ctx.Values.redis.auth }}
+{{- if eq $which "app" }}{{ include "wallet-stack.redisSecretKey" $ctx }}
+{{- else if eq $which "admin" }}{{ if $a.existingSecret }}{{ $a.existingSecretAdminKey }}{{ else }}admin-password{{ end }}
+{{- else }}{{ if $a.existingSecret }}{{ $a.existingSecretExporterKey }}{{ else }}exporter-password{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* redis-server arguments of one ACL user: --user NAME on >$(ENV) RULES... */}}
+{{- define "wallet-stack.redisAclArgs" -}}
+{{- $user := index . 0 }}{{- $env := index . 1 }}{{- $rules := index . 2 }}
+- --user
+- {{ $user }}
+- "on"
+- ">$({{ $env }})"
+{{- range splitList " " $rules }}
+{{- if . }}
+- {{ . | quote }}
+{{- end }}
+{{- end }}
 {{- end }}

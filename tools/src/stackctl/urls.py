@@ -58,6 +58,7 @@ def lines(root: Path, *, wallet: bool, environ: Mapping[str, str] | None = None)
     out += [
         f"  {url('traefik.localhost', '/dashboard/', port):40} Traefik dashboard",
         f"  {url('prometheus.localhost', '/', port):40} Prometheus (Status > Targets)",
+        f"  {url('alertmanager.localhost', '/', port):40} Alertmanager (alerts also in: make logs)",
         f"  {url('whoami.localhost', '/', port):40} whoami",
         f"  basic auth: user {user}, password: grep BASIC_AUTH_PASSWORD .env",
         f"  certificates: trust {CA_FILE}, or pass curl --cacert {CA_FILE}",
