@@ -571,7 +571,9 @@ def test_all_routes(helm):
     redirect = m.get("Middleware", "wallet-stack-dashboard-redirect")["spec"]["redirectRegex"]
     assert redirect["replacement"] == "${1}/dashboard/"
     n, errors = _load_crd_check().check_documents(list(m))
-    assert n == 16 and not errors, errors  # + the Alertmanager IngressRoute and the redis ServiceMonitor
+    assert n == 16 and not errors, (
+        errors
+    )  # + the Alertmanager IngressRoute and the redis ServiceMonitor
 
 
 def test_plain_ingress_mode(helm):
