@@ -97,7 +97,8 @@ def test_backup_wipe_restore_drill(stack: ss.Stack, http: requests.Session) -> N
     replay = post(f"/wallets/{a}/deposit", {"amount": 5000}, key=f"drill-{run}")
     assert replay.status_code == 200 and replay.headers.get("Idempotent-Replayed") == "true"
     assert replay.json() == keyed.json()
+    size = snapshot.stat().st_size
     for leftover in (snapshot, snapshot.with_name(snapshot.name + ".sha256")):
         leftover.unlink()
-    ss.note(f"backup drill: {snapshot.name} ({snapshot.stat().st_size} bytes); after wipe and restore "
+    ss.note(f"backup drill: {snapshot.name} ({size} bytes); after wipe and restore "
             f"{a}={balances[a]}, {b}={balances[b]} = their ledgers; keyed deposit replayed, not repaid")  # fmt: skip

@@ -9,9 +9,13 @@ import stack_support as ss
 
 pytestmark = pytest.mark.stack
 
-EXPECTED_SERVICES = {"traefik", "prometheus", "whoami", "wallet-api", "redis"}
-# traefik/whoami is a scratch image with no healthcheck (see docker-compose.traefik.yml).
-WITHOUT_HEALTHCHECK = {"whoami"}
+EXPECTED_SERVICES = {
+    "traefik", "prometheus", "whoami", "wallet-api", "redis",
+    "redis-exporter", "alertmanager", "alert-sink",
+}  # fmt: skip
+# Scratch images with no healthcheck tool (see the compose files): traefik/whoami (Traefik's
+# load-balancer check covers it) and redis_exporter (Prometheus' scrape and RedisDown do).
+WITHOUT_HEALTHCHECK = {"whoami", "redis-exporter"}
 
 
 def _has_healthcheck(service: dict[str, Any]) -> bool:
