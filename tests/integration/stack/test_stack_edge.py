@@ -271,6 +271,7 @@ def test_slow_header_client_is_cut_off(stack: ss.Stack) -> None:
     ],
     ids=["no-sni", "unknown-name", "tls1.1"],
 )  # fmt: skip
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")  # on purpose
 def test_tls_refuses(stack: ss.Stack, server_name: str | None, ctx_kw: dict, alert: str) -> None:
     """sniStrict (no SNI, or a name no certificate covers) and TLS >= 1.2: the TLS alert
     Traefik sends, not a refusal of the client's own."""
