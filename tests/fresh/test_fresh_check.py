@@ -27,7 +27,9 @@ def test_printed_smoke_test_works_as_printed(fresh: Fresh) -> None:
     step = fresh.step("smoke test")
     assert step.returncode == 0, step.output
     assert f"https://wallet.localhost:{fresh.stack().https_port}/status" in step.output
-    body = json.loads(step.output.splitlines()[-1])
+    # stdout and stderr are one stream here; curl's progress meter (stderr, no terminal)
+    # may come before or after the body.
+    body = json.loads(next(line for line in step.output.splitlines() if line.startswith("{")))
     assert body["redis"] == "ok", body
 
 
