@@ -79,14 +79,15 @@ class MoneyOp:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     # Keyword-only and required: an op without a tenant must not exist.
     actor: Actor = field(kw_only=True)
+    # The wallets it posts to, in posting order; made once (read several times per op).
+    wallets: tuple[WalletRef, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.wallets = (WalletRef(self.actor.tenant, self.wallet_id),)
 
     @property
     def operation(self) -> str:
         return self.entry_type.value
-
-    @property
-    def wallets(self) -> tuple[WalletRef, ...]:
-        return (WalletRef(self.actor.tenant, self.wallet_id),)
 
 
 @dataclass
@@ -100,13 +101,13 @@ class TransferOp:
     idempotency: Idempotency | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     actor: Actor = field(kw_only=True)
+    wallets: tuple[WalletRef, ...] = field(init=False, repr=False, compare=False)
 
     operation = "transfer"
 
-    @property
-    def wallets(self) -> tuple[WalletRef, ...]:
+    def __post_init__(self) -> None:
         tenant = self.actor.tenant
-        return (WalletRef(tenant, self.source), WalletRef(tenant, self.target))
+        self.wallets = (WalletRef(tenant, self.source), WalletRef(tenant, self.target))
 
 
 Op = MoneyOp | TransferOp
