@@ -272,5 +272,3 @@ def test_a_record_from_before_tenants_answers_for_its_key() -> None:
     assert isinstance(reused, KeyReused)
     assert isinstance(fresh, Applied)
     assert [key for key, _ in plan.records] == ["k4"]  # written under the new key only
-    assert Idempotency("k", "fp", "old").lookups == ("k", "old")
-    assert Idempotency("k", "fp").lookups == ("k",)

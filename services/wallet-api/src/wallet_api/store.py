@@ -229,9 +229,11 @@ class WalletStore:
         what they decided: ledger entries, balances, idempotency records.
         """
         wallet_ids = list(dict.fromkeys(w for op in ops for w in op.wallets))
-        record_keys = list(
-            dict.fromkeys(k for op in ops if op.idempotency for k in op.idempotency.lookups)
-        )
+        watched_records = list(dict.fromkeys(op.idempotency.key for op in ops if op.idempotency))
+        # Records from before tenants are read, not WATCHed: only pods of the previous
+        # version write them, and those do not see our records either (README, upgrading).
+        legacy = [op.idempotency.legacy_key for op in ops if op.idempotency]
+        record_keys = list(dict.fromkeys([*watched_records, *(k for k in legacy if k)]))
         reads: list[tuple[Any, ...]] = [
             ("HMGET", wallet_key(w), "currency", "balance", "seq") for w in wallet_ids
         ]
@@ -266,7 +268,7 @@ class WalletStore:
                 states,
             )
 
-        keys = [wallet_key(w) for w in wallet_ids] + record_keys
+        keys = [wallet_key(w) for w in wallet_ids] + watched_records
         label = _batch_label(ops)
         started = time.perf_counter()
         outcomes = self._transact(label, keys, reads, plan)

@@ -54,18 +54,14 @@ class Idempotency:
     tenant) and the fingerprint of the request that first used it.
 
     ``legacy_key``: where the same request's record lived before keys were
-    scoped per tenant (per API key). It is read, never written, so that a retry
-    of a request answered before the upgrade still replays; records expire
-    after IDEMPOTENCY_TTL_SECONDS, and so does the need for it."""
+    scoped per tenant (per API key). It is read, never written (nor WATCHed:
+    only the previous version writes it), so that a retry of a request answered
+    before the upgrade still replays; records expire after
+    IDEMPOTENCY_TTL_SECONDS, and so does the need for it."""
 
     key: str
     fingerprint: str
     legacy_key: str | None = None
-
-    @property
-    def lookups(self) -> tuple[str, ...]:
-        """The record keys to read (and WATCH) for this op."""
-        return (self.key,) if self.legacy_key is None else (self.key, self.legacy_key)
 
 
 @dataclass
