@@ -168,6 +168,11 @@ _release_check:
 secrets: venv ## Generate .env, the htpasswd and the local TLS CA/certificate (kept if present)
 	@$(PY) -m stackctl secrets
 
+.PHONY: key
+key: venv ## Create an API key: make key TENANT=acme SCOPES=wallets:read,money:move (token printed once)
+	@$(PY) -m stackctl keys create --tenant "$(TENANT)" --scopes "$(SCOPES)" \
+	  $(if $(DESCRIPTION),--description "$(DESCRIPTION)")
+
 .PHONY: up_traefik
 up_traefik: images secrets ## Start Traefik, Prometheus and whoami, wait until healthy (stage 3a)
 	@$(MAKE) --no-print-directory _up_traefik

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.server
 import importlib.util
 import json
@@ -55,6 +56,43 @@ def env_of(c: dict) -> dict:
     return {e["name"]: e for e in c.get("env", [])}
 
 
+SERVICE_SRC = ROOT / "services" / "wallet-api" / "src"
+
+
+def app_keys(secret: dict, tmp_path: Path, key: str = "api-keys.yaml") -> list[tuple]:
+    """The Secret's key definitions file as wallet-api reads it at start (its own loader)."""
+    path = tmp_path / key
+    path.write_text(b64(secret, key))
+    code = (
+        "import sys; from wallet_api.keys import load_file\n"
+        "for k in load_file(sys.argv[1]):\n"
+        "    print(k.id, k.tenant, ','.join(sorted(k.scopes)), k.digest.hex())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        env={**os.environ, "PYTHONPATH": str(SERVICE_SRC)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [tuple(line.split()) for line in out.splitlines()]
+
+
+def dev_key(token: str) -> tuple:
+    """A development token as the chart defines it: what wallet-api derives for it."""
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    return (f"key_{digest[:16]}", "default", "money:move,wallets:create,wallets:read", digest)
+
+
+DEFINITION = {
+    "id": "key_payments01",
+    "tenant": "acme",
+    "scopes": ["wallets:read", "money:move"],
+    "digest": "sha256:" + hashlib.sha256(b"acme-token-0123456789").hexdigest(),
+    "description": "payments backend",
+}
+
+
 # ---------------------------------------------------------------- schema
 
 
@@ -71,6 +109,9 @@ def env_of(c: dict) -> dict:
         "autoscaling.targetCPUUtilizationPercentage=150",
         "redis.appendfsync=sometimes",
         "wallet.apiKeys.keys={tooshort}",  # the app requires >= 16 characters
+        "wallet.env.WALLET_API_KEYS=x",  # keys come from wallet.apiKeys
+        "wallet.env.WALLET_API_KEYS_FILE=/x",  # chart-managed
+        "wallet.apiKeys.definitions[0].id=key_x1234",  # tenant, scopes, digest missing
         "ingress.wallet.upstreamIdleTimeout=soon",  # not a duration
         "ingress.wallet.upstreamIdleTimeout=3",  # unitless: an int, and ambiguous
         "ingress.wallet.upstreamIdleTimeout=1.5s",  # the CRD's pattern has no fractions
@@ -163,9 +204,16 @@ def test_env_and_redis_url(default):
         "name": "wallet-stack-redis-auth",
         "key": "redis-password",
     }
-    assert env["WALLET_API_KEYS"]["valueFrom"]["secretKeyRef"] == {
-        "name": "wallet-stack-api-keys",
-        "key": "api-keys",
+    # The keys: a definitions file from the Secret, read-only; never a token in the env.
+    assert env["WALLET_API_KEYS_FILE"]["value"] == "/etc/wallet-api/keys/api-keys.yaml"
+    assert "WALLET_API_KEYS" not in env
+    dep = default.get("Deployment", API)
+    mount = next(m for m in container(dep)["volumeMounts"] if m["name"] == "api-keys")
+    assert mount == {"name": "api-keys", "mountPath": "/etc/wallet-api/keys", "readOnly": True}
+    volume = next(v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "api-keys")
+    assert volume["secret"] == {
+        "secretName": "wallet-stack-api-keys",
+        "items": [{"key": "api-keys.yaml", "path": "api-keys.yaml"}],
     }
     assert env["PORT"]["value"] == "8000"
     assert env["REPLICA_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
@@ -231,6 +279,26 @@ def test_checksums_are_deterministic(helm, default):
     assert c["checksum/config"] != a["checksum/config"]
 
 
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ("wallet.apiKeys.keys={key-one-0123456789}",),
+        (
+            "wallet.apiKeys.definitions[0].id=key_new00001",
+            "wallet.apiKeys.definitions[0].tenant=acme",
+            "wallet.apiKeys.definitions[0].scopes={money:move}",
+            "wallet.apiKeys.definitions[0].digest=sha256:" + "a" * 64,
+        ),
+    ],
+)
+def test_changing_the_keys_rolls_the_pods(helm, default, sets):
+    """wallet-api reads its keys at start: a key added to (or retired from) the
+    chart's Secret must reach new pods, so the pod template changes with it."""
+    before = default.get("Deployment", API)["spec"]["template"]["metadata"]["annotations"]
+    after = helm.render(sets=sets).get("Deployment", API)["spec"]["template"]["metadata"]
+    assert after["annotations"]["checksum/secret"] != before["checksum/secret"]
+
+
 # ---------------------------------------------------------------- secrets
 
 SECRETISH = re.compile(
@@ -251,7 +319,7 @@ def test_no_secret_values_in_default_values():
     for path, value in _walk(values):
         leaf = path[-1]
         if leaf.lower().endswith(("existingsecretkey", "secretname", "existingsecret")):
-            assert value in ("", "api-keys", "redis-password", "redis-url"), (path, value)
+            assert value in ("", "api-keys.yaml", "redis-password", "redis-url"), (path, value)
             continue
         if SECRETISH.search(leaf) and not isinstance(value, bool):
             assert value in ("", [], None), f"{'.'.join(path)} has a default: {value!r}"
@@ -259,10 +327,14 @@ def test_no_secret_values_in_default_values():
     assert "$2y$" not in text and "$apr1$" not in text and "$2a$" not in text
 
 
-def test_generated_secrets_present_when_not_supplied(helm):
+def test_generated_secrets_present_when_not_supplied(helm, tmp_path):
     m = helm.render(sets=("whoami.enabled=true",))
-    keys = b64(m.get("Secret", "wallet-stack-api-keys"), "api-keys")
+    api_keys = m.get("Secret", "wallet-stack-api-keys")
+    keys = b64(api_keys, "api-keys")
     assert re.fullmatch(r"[A-Za-z0-9]{40}", keys)
+    # The pods get its digest only (tenant default, every scope), as wallet-api reads it.
+    assert app_keys(api_keys, tmp_path) == [dev_key(keys)]
+    assert keys not in b64(api_keys, "api-keys.yaml")
     pw = b64(m.get("Secret", "wallet-stack-redis-auth"), "redis-password")
     assert re.fullmatch(r"[A-Za-z0-9]{32}", pw)
     ba = m.get("Secret", "wallet-stack-basic-auth")
@@ -291,7 +363,7 @@ def test_generated_secrets_present_when_not_supplied(helm):
     assert b64(tls, "tls.crt").startswith("-----BEGIN CERTIFICATE-----")
 
 
-def test_supplied_secrets_are_used(helm):
+def test_supplied_secrets_are_used(helm, tmp_path):
     m = helm.render(
         sets=(
             "redis.auth.password=s3cr3t",
@@ -301,13 +373,32 @@ def test_supplied_secrets_are_used(helm):
         )
     )
     assert b64(m.get("Secret", "wallet-stack-redis-auth"), "redis-password") == "s3cr3t"
-    assert (
-        b64(m.get("Secret", "wallet-stack-api-keys"), "api-keys")
-        == "key-one-0123456789,key-two-0123456789"
-    )
+    api_keys = m.get("Secret", "wallet-stack-api-keys")
+    assert b64(api_keys, "api-keys") == "key-one-0123456789,key-two-0123456789"
+    assert app_keys(api_keys, tmp_path) == [
+        dev_key("key-one-0123456789"),
+        dev_key("key-two-0123456789"),
+    ]
     ba = m.get("Secret", "wallet-stack-basic-auth")
     assert b64(ba, "users") == "ops:$apr1$abc$def\n"
     assert "password" not in ba["data"]
+
+
+def test_key_definitions_go_to_the_file_and_no_token_is_generated(helm, tmp_path):
+    values = tmp_path / "keys.yaml"
+    values.write_text(yaml.safe_dump({"wallet": {"apiKeys": {"definitions": [DEFINITION]}}}))
+    m = helm.render(values)
+    api_keys = m.get("Secret", "wallet-stack-api-keys")
+    assert set(api_keys["data"]) == {"api-keys.yaml"}, "no development token next to definitions"
+    assert app_keys(api_keys, tmp_path) == [
+        ("key_payments01", "acme", "money:move,wallets:read", DEFINITION["digest"][7:])
+    ]
+    # Both: the definitions and the development tokens' digests.
+    both = helm.render(values, sets=("wallet.apiKeys.keys={dev-token-0123456789}",))
+    got = app_keys(both.get("Secret", "wallet-stack-api-keys"), tmp_path)
+    assert [g[0] for g in got] == ["key_payments01", dev_key("dev-token-0123456789")[0]]
+    proc = helm.template_raw(values, sets=("wallet.apiKeys.existingSecret=x",), check=False)
+    assert proc.returncode != 0 and "excludes" in proc.stderr
 
 
 def test_existing_secrets_render_no_secret(helm):
@@ -327,9 +418,10 @@ def test_existing_secrets_render_no_secret(helm):
         "name": "my-redis",
         "key": "redis-password",
     }
-    assert env["WALLET_API_KEYS"]["valueFrom"]["secretKeyRef"] == {
-        "name": "my-keys",
-        "key": "tokens",
+    volumes = m.get("Deployment", API)["spec"]["template"]["spec"]["volumes"]
+    assert next(v for v in volumes if v["name"] == "api-keys")["secret"] == {
+        "secretName": "my-keys",
+        "items": [{"key": "tokens", "path": "api-keys.yaml"}],
     }
     assert (
         m.get("Middleware", "wallet-stack-basic-auth")["spec"]["basicAuth"]["secret"]
@@ -915,14 +1007,16 @@ def _api_keys_ref(doc: dict) -> dict:
 
 @pytest.mark.parametrize(
     "sets",
-    [(), ("wallet.apiKeys.existingSecret=my-keys", "wallet.apiKeys.existingSecretKey=tokens")],
+    [(), ("wallet.apiKeys.existingSecret=my-keys", "wallet.apiKeys.existingSecretKey=defs")],
 )
-def test_helm_test_pod_reads_the_api_key_the_deployment_reads(helm, sets):
+def test_helm_test_pod_reads_the_development_token_of_the_deployments_secret(helm, sets):
+    """The pods read the definitions of that Secret; the test pod its development
+    token, if the chart made one (optional: definitions alone hold no token)."""
     m = helm.render(sets=sets)
     ref = _api_keys_ref(m.get("Pod", "wallet-stack-test"))
-    assert ref == _api_keys_ref(m.get("Deployment", API))
-    if sets:
-        assert ref == {"name": "my-keys", "key": "tokens"}
+    volumes = m.get("Deployment", API)["spec"]["template"]["spec"]["volumes"]
+    secret = next(v for v in volumes if v["name"] == "api-keys")["secret"]["secretName"]
+    assert ref == {"name": secret, "key": "api-keys", "optional": True}
 
 
 class _FakeApi(http.server.BaseHTTPRequestHandler):
@@ -951,7 +1045,9 @@ class _FakeApi(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def _run_helm_test_script(default, require_auth: bool) -> subprocess.CompletedProcess:
+def _run_helm_test_script(
+    default, require_auth: bool, token: str | None = f"{_FakeApi.key},second-key"
+) -> subprocess.CompletedProcess:
     """The helm test Pod's script, as rendered, against a local fake of the API."""
     handler = type("Api", (_FakeApi,), {"require_auth": require_auth})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -962,7 +1058,9 @@ def _run_helm_test_script(default, require_auth: bool) -> subprocess.CompletedPr
         script = c["args"][0].replace(
             f"http://{API}:8000", f"http://127.0.0.1:{server.server_address[1]}"
         )
-        env = {"PATH": os.environ["PATH"], "WALLET_API_KEYS": f"{_FakeApi.key},second-key"}
+        env = {"PATH": os.environ["PATH"]}
+        if token is not None:  # the secretKeyRef is optional: no variable without the key
+            env["WALLET_API_KEYS"] = token
         return subprocess.run(
             [sys.executable, "-c", script],
             check=False,
@@ -984,6 +1082,11 @@ def test_helm_test_script_authenticates_with_the_bearer_key(default):
     broken = _run_helm_test_script(default, require_auth=False)
     assert broken.returncode != 0
     assert "without a key" in broken.stderr
+    # No development token in the chart: the 401 is still checked, the rest says so.
+    no_token = _run_helm_test_script(default, require_auth=True, token=None)
+    assert no_token.returncode == 0, no_token.stderr
+    assert "NOT RUN" in no_token.stdout and "bearer auth works" not in no_token.stdout
+    assert _run_helm_test_script(default, require_auth=False, token=None).returncode != 0
 
 
 def _containers(node, where=""):

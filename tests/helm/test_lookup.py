@@ -4,7 +4,9 @@ with `helm install --dry-run=server` against a fake API server on loopback."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import importlib.util
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -80,6 +82,13 @@ def _dry_run_server(helm, tmp_path, secrets: dict, *sets: str) -> dict:
 def test_existing_generated_secrets_are_kept(helm, tmp_path):
     s = _dry_run_server(helm, tmp_path, EXISTING, "whoami.enabled=true")
     assert d(s["wallet-stack-api-keys"]["data"]["api-keys"]) == "EXISTINGKEY"
+    # An upgrade from a chart without key definitions: the kept token is defined by its
+    # digest, so clients using it go on working.
+    defined = json.loads(d(s["wallet-stack-api-keys"]["data"]["api-keys.yaml"]))["keys"]
+    digest = hashlib.sha256(b"EXISTINGKEY").hexdigest()
+    assert [(k["id"], k["tenant"], k["digest"]) for k in defined] == [
+        (f"key_{digest[:16]}", "default", f"sha256:{digest}")
+    ]
     assert d(s["wallet-stack-redis-auth"]["data"]["redis-password"]) == "EXISTINGPW"
     ba = s["wallet-stack-basic-auth"]["data"]
     assert d(ba["users"]) == STORED_HASH, "unchanged credentials must keep the stored bcrypt line"

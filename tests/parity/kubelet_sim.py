@@ -3,9 +3,11 @@
 - `expand`: Kubernetes' `$(VAR)` expansion (env values, command, args).
 - `resolve_env`: a container's env list with `secretKeyRef` / `configMapKeyRef`
   looked up in the rendered manifests and `fieldRef` metadata.name/namespace.
-- `docker_run_flags`: pod + container securityContext, emptyDir / PVC volumes and
-  resource limits translated to `docker run` flags; refuses what it cannot translate
-  faithfully (so a new securityContext field cannot be silently ignored).
+- `docker_run_flags`: pod + container securityContext, emptyDir / PVC / Secret volumes
+  and resource limits translated to `docker run` flags; refuses what it cannot translate
+  faithfully (so a new securityContext field cannot be silently ignored). A Secret
+  volume is the rendered Secret's items written to files (the kubelet's default mode
+  0644) and bind-mounted read-only.
 - `http_probe` / `exec_probe`: one probe attempt, judged like the kubelet
   (httpGet: 200 <= status < 400 within timeoutSeconds, redirects not followed;
   exec: exit code 0 within timeoutSeconds).
@@ -22,6 +24,7 @@ import subprocess
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # Kubernetes API defaults of a Probe.
 PROBE_DEFAULTS = {
@@ -238,8 +241,13 @@ def docker_run_flags(
     *,
     tmpfs_for_pvc: bool = False,
     volume_prefix: str = "kubelet-sim",
+    manifests: list[dict] | None = None,
+    files_dir: Path | None = None,
 ) -> RunSpec:
-    """`docker run` flags reproducing what the pod spec asks of the runtime."""
+    """`docker run` flags reproducing what the pod spec asks of the runtime.
+
+    Secret volumes need the rendered `manifests` (the Secret) and a `files_dir` to
+    write its items to."""
     spec = pod_spec(workload)
     psc = dict(spec.get("securityContext") or {})
     csc = dict(container.get("securityContext") or {})
@@ -310,9 +318,15 @@ def docker_run_flags(
                 flags += ["--mount", f"type=volume,src={name},dst={path},volume-nocopy"]
             else:
                 flags += ["--tmpfs", path] if tmpfs_for_pvc else ["--volume", path]
+        elif vol is not None and "secret" in vol and manifests is not None and files_dir:
+            if not m.get("readOnly"):
+                raise UnsupportedSpec(f"volume {m['name']}: a writable Secret volume")
+            host = _secret_files(manifests, vol["secret"], files_dir / m["name"])
+            flags += ["--volume", f"{host}:{path}:ro"]
         else:
             raise UnsupportedSpec(
-                f"volume {m['name']}: only emptyDir and volumeClaimTemplates are simulated"
+                f"volume {m['name']}: only emptyDir, volumeClaimTemplates and Secret "
+                "(with the manifests) are simulated"
             )
 
     limits = (container.get("resources") or {}).get("limits") or {}
@@ -333,6 +347,30 @@ def docker_run_flags(
         entrypoint, args = command[0], command[1:] + args
     return RunSpec(flags=flags, entrypoint=entrypoint, args=args, notes=notes,
                    owned_volumes=owned_volumes, fs_group=fs_group)  # fmt: skip
+
+
+def _secret_files(manifests: list[dict], spec: Mapping, directory: Path) -> Path:
+    """The files a Secret volume shows: its `items` (or every key), mode 0644."""
+    name = spec["secretName"]
+    secret = next(
+        (d for d in manifests if d.get("kind") == "Secret" and d["metadata"]["name"] == name),
+        None,
+    )
+    if secret is None:
+        raise UnsupportedSpec(f"Secret {name} is not rendered by the chart (an existingSecret?)")
+    items = spec.get("items") or [{"key": k, "path": k} for k in secret.get("data", {})]
+    if set(spec) - {"secretName", "items"}:
+        raise UnsupportedSpec(f"secret volume fields not simulated: {sorted(set(spec))}")
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o755)
+    for item in items:
+        value = secret_value(manifests, name, item["key"])
+        if value is None:
+            raise UnsupportedSpec(f"Secret {name} has no key {item['key']}")
+        target = directory / item["path"]
+        target.write_text(value)
+        target.chmod(0o644)
+    return directory
 
 
 # ------------------------------------------------------------------ probes

@@ -29,6 +29,7 @@ EXPECTED_ASPECTS = [
     "api.read_only_rootfs",
     "api.capabilities_dropped",
     "api.writable_mounts",
+    "api.keys_file",
     "api.replicas",
     "api.termination_grace_seconds",
     "api.env.required",

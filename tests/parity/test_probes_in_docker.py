@@ -5,7 +5,8 @@ The Deployment and the Redis StatefulSet are rendered with `helm template`
 known test secrets), and run the way the kubelet would run them: env resolved
 from the rendered Secrets and fieldRefs with $(VAR) expansion, command/args
 expanded, securityContext -> --user/--group-add/--read-only/--cap-drop/
-no-new-privileges, emptyDir -> tmpfs, volumeClaimTemplates -> a volume, limits
+no-new-privileges, emptyDir -> tmpfs, volumeClaimTemplates -> a volume, a Secret
+volume (the API key definitions) -> its files bind-mounted read-only, limits
 -> --memory/--cpus, the Service name of Redis -> a network alias. Then exactly
 the probes the manifests declare are executed and judged like the kubelet does.
 
@@ -23,6 +24,8 @@ import os
 import secrets
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -108,7 +111,15 @@ def manifests(helm, images, tmp_path_factory) -> list[dict]:
 class Pod:
     """One rendered workload run as one docker container."""
 
-    def __init__(self, manifests: list[dict], kind: str, name: str, container: str, suffix: str):
+    def __init__(
+        self,
+        manifests: list[dict],
+        kind: str,
+        name: str,
+        container: str,
+        suffix: str,
+        files_dir: Path,
+    ):
         self.workload = ks.find(manifests, kind, name)
         self.container = ks.container_of(self.workload, container)
         self.pod_name = f"{name}-0" if kind == "StatefulSet" else f"{name}-{suffix}"
@@ -117,8 +128,9 @@ class Pod:
             self.container, manifests, pod_name=self.pod_name, namespace=pc.NAMESPACE
         )
         self.run = ks.docker_run_flags(
-            self.workload, self.container, dict(self.env), volume_prefix=self.docker_name
-        )
+            self.workload, self.container, dict(self.env), manifests=manifests,
+            files_dir=files_dir / self.docker_name, volume_prefix=self.docker_name,
+        )  # fmt: skip
         self.ports: dict[int, int] = {}
 
     def start(self, network: str, aliases: list[str], env_dir: Path) -> None:
@@ -176,8 +188,9 @@ def stack(manifests, tmp_path_factory, request) -> Stack:
     network = f"wallet-parity-{suffix}"
     env_dir = tmp_path_factory.mktemp("env")
     s = Stack()
-    s.redis = Pod(manifests, "StatefulSet", "wallet-stack-redis", REDIS, suffix)
-    s.api = Pod(manifests, "Deployment", "wallet-stack-wallet-api", API, suffix)
+    files_dir = tmp_path_factory.mktemp("secret-volumes")
+    s.redis = Pod(manifests, "StatefulSet", "wallet-stack-redis", REDIS, suffix, files_dir)
+    s.api = Pod(manifests, "Deployment", "wallet-stack-wallet-api", API, suffix, files_dir)
 
     def cleanup():
         for pod in (s.api, s.redis):
@@ -269,6 +282,26 @@ def test_probe_answers_like_the_kubelet_wants(stack, probe_key):
     assert all(r.ok for r in results), _report(stack, f"{probe_key} {probe['httpGet']}", results)
     assert max(r.elapsed for r in results) <= timeout
     assert all(r.status == 200 for r in results)
+
+
+def test_the_api_keys_from_the_chart_secret_authenticate(stack, manifests):
+    """The key definitions file (Secret volume, WALLET_API_KEYS_FILE) is what the
+    API reads: the chart's development token is accepted, nothing else is."""
+    assert stack.startup[0], "startupProbe did not pass"
+    token = ks.secret_value(manifests, "wallet-stack-api-keys", "api-keys")
+    assert token and token not in "".join(f"{k}={v}" for k, v in stack.api.env)
+    base = f"http://127.0.0.1:{stack.api.ports[8000]}/wallets/no-such-wallet"
+
+    def status(headers: dict[str, str]) -> int:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(base, headers=headers), timeout=10):
+                return 200
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert status({"Authorization": f"Bearer {token}"}) == 404, stack.api.logs()
+    assert status({"Authorization": "Bearer not-the-token-0123456789"}) == 401
+    assert status({}) == 401
 
 
 def test_scrape_target_from_the_annotations(stack):

@@ -158,7 +158,8 @@ def test_the_generated_schema_keeps_the_hand_written_constraints() -> None:
     assert p["image"]["required"] == ["repository", "pullPolicy"]
     assert p["wallet"]["additionalProperties"] is False
     assert p["wallet"]["properties"]["env"]["propertyNames"]["not"]["enum"] == [
-        "REDIS_URL", "REDIS_PASSWORD", "WALLET_API_KEYS", "PORT", "REPLICA_ID",
+        "REDIS_URL", "REDIS_PASSWORD", "WALLET_API_KEYS_FILE", "WALLET_API_KEYS", "PORT",
+        "REPLICA_ID",
     ]  # fmt: skip
     idle = p["ingress"]["properties"]["wallet"]["properties"]["upstreamIdleTimeout"]
     assert idle["not"] == {"pattern": "^(0+(ms|s|m|h))+$"}

@@ -93,8 +93,35 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- .Values.wallet.apiKeys.existingSecret | default (include "wallet-stack.componentName" (list . "api-keys")) }}
 {{- end }}
 
+{{/* Key of the development tokens (comma-separated) in the chart's API-keys Secret (NOTES, helm test). */}}
 {{- define "wallet-stack.apiKeysSecretKey" -}}
-{{- if .Values.wallet.apiKeys.existingSecret }}{{ .Values.wallet.apiKeys.existingSecretKey }}{{ else }}api-keys{{ end }}
+api-keys
+{{- end }}
+
+{{/* Key of the key definitions file (WALLET_API_KEYS_FILE) in the API-keys Secret. */}}
+{{- define "wallet-stack.apiKeysFileKey" -}}
+{{- if .Values.wallet.apiKeys.existingSecret }}{{ .Values.wallet.apiKeys.existingSecretKey }}{{ else }}api-keys.yaml{{ end }}
+{{- end }}
+
+{{/* Where the pods read the key definitions (compose mounts its secret at the same path). */}}
+{{- define "wallet-stack.apiKeysFilePath" -}}
+/etc/wallet-api/keys/api-keys.yaml
+{{- end }}
+
+{{/*
+The key definitions file of the chart's Secret: wallet.apiKeys.definitions, then
+one definition per development token (tenant default, every scope, the id
+wallet-api derives: key_ + the first 16 hex digits of the token's SHA-256).
+JSON, which wallet-api reads like YAML. Usage: include "wallet-stack.apiKeysFile" (dict "definitions" LIST "tokens" LIST)
+*/}}
+{{- define "wallet-stack.apiKeysFile" -}}
+{{- $keys := list }}
+{{- range .definitions }}{{ $keys = append $keys . }}{{ end }}
+{{- range .tokens }}
+{{- $digest := sha256sum . }}
+{{- $keys = append $keys (dict "id" (printf "key_%s" (substr 0 16 $digest)) "tenant" "default" "scopes" (list "wallets:read" "wallets:create" "money:move") "digest" (printf "sha256:%s" $digest) "description" "development key: wallet.apiKeys.keys") }}
+{{- end }}
+{{- dict "keys" $keys | toJson }}
 {{- end }}
 
 {{- define "wallet-stack.redisSecretName" -}}
@@ -211,8 +238,8 @@ always in IngressRoute mode, in Ingress mode only with ingress.wallet.serversTra
 {{- if and .Values.basicAuth.existingSecret (or .Values.basicAuth.users .Values.basicAuth.password) }}
 {{- fail "basicAuth.existingSecret excludes basicAuth.users/basicAuth.password" }}
 {{- end }}
-{{- if and .Values.wallet.apiKeys.existingSecret .Values.wallet.apiKeys.keys }}
-{{- fail "wallet.apiKeys.existingSecret excludes wallet.apiKeys.keys" }}
+{{- if and .Values.wallet.apiKeys.existingSecret (or .Values.wallet.apiKeys.keys .Values.wallet.apiKeys.definitions) }}
+{{- fail "wallet.apiKeys.existingSecret excludes wallet.apiKeys.keys and wallet.apiKeys.definitions" }}
 {{- end }}
 {{- if and .Values.redis.auth.existingSecret (or .Values.redis.auth.password .Values.redis.auth.adminPassword .Values.redis.auth.exporterPassword) }}
 {{- fail "redis.auth.existingSecret excludes redis.auth.password/adminPassword/exporterPassword" }}

@@ -20,6 +20,7 @@ import redis
 
 from devtools.local_servers import api_server, redis_server
 from devtools.wrk_runner import run_wrk
+from wallet_api.domain.operations import DEFAULT_TENANT, WalletRef
 from wallet_api.store import WalletStore, wallet_key
 
 KEY = "bench-key-0123456789abcdef"
@@ -71,13 +72,14 @@ def _seed(redis_url: str, prefix: str, count: int) -> None:
     client = redis.Redis.from_url(redis_url)
     store = WalletStore(client)
     for n in range(count):
-        store.create_wallet(f"{prefix}-{n}", "EUR")
+        store.create_wallet(WalletRef(DEFAULT_TENANT, f"{prefix}-{n}"), "EUR")  # KEY's tenant
 
 
 def _balance(redis_url: str, wallet_id: str) -> tuple[int, int]:
     client = redis.Redis.from_url(redis_url)
-    balance = int(client.hget(wallet_key(wallet_id), "balance") or 0)
-    entries = client.zcard(f"{wallet_key(wallet_id)}:ledger")
+    key = wallet_key(WalletRef(DEFAULT_TENANT, wallet_id))
+    balance = int(client.hget(key, "balance") or 0)
+    entries = client.zcard(f"{key}:ledger")
     return balance, entries
 
 

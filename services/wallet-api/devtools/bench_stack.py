@@ -72,11 +72,13 @@ SEED_SCRIPT = """
 import os, sys
 from concurrent.futures import ThreadPoolExecutor
 import redis
+from wallet_api.domain.operations import DEFAULT_TENANT, WalletRef
 from wallet_api.store import WalletStore, wallet_key
 prefixes, count = sys.argv[1].split(","), int(sys.argv[2])
 client = redis.Redis.from_url(os.environ["REDIS_URL"])
 store = WalletStore(client)
-ids = [f"{p}-{n}" for p in prefixes for n in range(count)]
+# The tenant of the stack's development key (WALLET_API_KEYS in .env).
+ids = [WalletRef(DEFAULT_TENANT, f"{p}-{n}") for p in prefixes for n in range(count)]
 pipe = client.pipeline(transaction=False)
 for wallet_id in ids:
     pipe.exists(wallet_key(wallet_id))

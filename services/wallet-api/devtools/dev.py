@@ -1,8 +1,9 @@
 """`make dev`: the API under gunicorn on 127.0.0.1:$PORT, for people without Docker.
 
 Uses REDIS_URL when set; otherwise starts a throwaway redis-server (Debian:
-apt-get install redis-server). Without WALLET_API_KEYS it generates a key for
-this run and prints it. Ctrl-C stops both.
+apt-get install redis-server). Without WALLET_API_KEYS_FILE or WALLET_API_KEYS
+it generates a development key (tenant `default`, every scope) for this run and
+prints it. Ctrl-C stops both.
 """
 
 from __future__ import annotations
@@ -33,14 +34,19 @@ def _redis() -> Iterator[str]:
 
 def main() -> int:
     port = os.environ.get("PORT", "8000")
-    key = os.environ.get("WALLET_API_KEYS") or secrets.token_urlsafe(24)
-    if "WALLET_API_KEYS" not in os.environ:
-        print(f"dev: API key for this run: {key}")
+    keys = {
+        name: os.environ[name]
+        for name in ("WALLET_API_KEYS_FILE", "WALLET_API_KEYS")
+        if os.environ.get(name)
+    }
+    if not keys:
+        keys = {"WALLET_API_KEYS": secrets.token_urlsafe(24)}
+        print(f"dev: API key for this run: {keys['WALLET_API_KEYS']}")
     with _redis() as redis_url:
         env = {
             **os.environ,
             "REDIS_URL": redis_url,
-            "WALLET_API_KEYS": key,
+            **keys,
             "HOST": "127.0.0.1",
             "PORT": port,
             "PROMETHEUS_MULTIPROC_DIR": os.environ.get(

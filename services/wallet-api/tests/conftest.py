@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.helpers import API_KEY, OTHER_KEY, Api
+from tests.helpers import TEST_KEYS, Api
 from wallet_api import create_app
 from wallet_api.config import Settings
 
@@ -18,7 +18,7 @@ from wallet_api.config import Settings
 def settings() -> Settings:
     return Settings(
         redis_url="redis://unused:6379/0",
-        api_keys=(API_KEY, OTHER_KEY),
+        api_keys=TEST_KEYS,
         max_amount=1_000_000,
         replica_id="test-replica",
         log_level="WARNING",

@@ -9,11 +9,38 @@ from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 from werkzeug.test import TestResponse
 
+from wallet_api.keys import SCOPES, ApiKey, development_key, token_digest
 from wallet_api.openapi import build_spec
 
+# Development keys (WALLET_API_KEYS form): tenant `default`, every scope.
 API_KEY = "test-key-0123456789abcdef"
 OTHER_KEY = "other-key-0123456789abcdef"
+# Keys as WALLET_API_KEYS_FILE defines them: tenants acme and globex.
+ACME_KEY = "acme-token-0123456789abcdef"
+ACME_ROTATED_KEY = "acme-token-rotated-0123456789"
+GLOBEX_KEY = "globex-token-0123456789abcdef"
+# One acme key per scope, and one with none of the wallet scopes it is asked for.
+SCOPE_KEYS = {scope: f"acme-only-{scope}-0123456789" for scope in SCOPES}
 SPEC = build_spec()
+
+
+def defined_key(token: str, tenant: str, *scopes: str, key_id: str | None = None) -> ApiKey:
+    """A key as the definitions file declares it (only the token's digest is kept)."""
+    key_id = key_id or "key_" + token_digest(token).hex()[16:32]  # not the development id
+    return ApiKey(key_id, tenant, frozenset(scopes or SCOPES), token_digest(token))
+
+
+TEST_KEYS = (
+    development_key(API_KEY),
+    development_key(OTHER_KEY),
+    defined_key(ACME_KEY, "acme", key_id="key_acme1"),
+    defined_key(ACME_ROTATED_KEY, "acme", key_id="key_acme2"),
+    defined_key(GLOBEX_KEY, "globex", key_id="key_globex1"),
+    *(
+        defined_key(t, "acme", s, key_id=f"key_acme_{s.replace(':', '_')}")
+        for s, t in SCOPE_KEYS.items()
+    ),
+)
 # Response headers the API sets on purpose: each must be documented where it is sent.
 API_HEADERS = ("Location", "Idempotent-Replayed", "Retry-After", "WWW-Authenticate")
 
@@ -25,23 +52,24 @@ def auth(key: str = API_KEY, **extra: str) -> dict[str, str]:
 class Api:
     """Small helper so tests read like API calls."""
 
-    def __init__(self, client: FlaskClient) -> None:
+    def __init__(self, client: FlaskClient, token: str = API_KEY) -> None:
         self.c = client
+        self.token = token
 
     def create(self, currency: str = "EUR", wallet_id: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"currency": currency}
         if wallet_id:
             body["id"] = wallet_id
-        r = self.c.post("/wallets", json=body, headers=auth())
+        r = self.c.post("/wallets", json=body, headers=auth(self.token))
         assert r.status_code == 201, r.get_json()
         return r.get_json()  # type: ignore[no-any-return]
 
     def move(self, kind: str, wallet_id: str, amount: Any, key: str | None = None):  # type: ignore[no-untyped-def]
-        headers = auth(**({"Idempotency-Key": key} if key else {}))
+        headers = auth(self.token, **({"Idempotency-Key": key} if key else {}))
         return self.c.post(f"/wallets/{wallet_id}/{kind}", json={"amount": amount}, headers=headers)
 
     def balance(self, wallet_id: str) -> int:
-        r = self.c.get(f"/wallets/{wallet_id}", headers=auth())
+        r = self.c.get(f"/wallets/{wallet_id}", headers=auth(self.token))
         assert r.status_code == 200
         return r.get_json()["balance"]  # type: ignore[no-any-return]
 

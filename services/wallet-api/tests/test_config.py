@@ -1,6 +1,11 @@
+import hashlib
+import json
+from pathlib import Path
+
 import pytest
 
 from wallet_api.config import ConfigError, Settings
+from wallet_api.keys import development_key
 
 KEYS = {"WALLET_API_KEYS": "k" * 16}
 
@@ -9,7 +14,7 @@ def test_defaults() -> None:
     s = Settings.from_env({**KEYS, "REPLICA_ID": "r1"})
     assert s.redis_url == "redis://127.0.0.1:6379/0"
     assert s.idempotency_ttl == 86_400
-    assert s.api_keys == ("k" * 16,)
+    assert s.api_keys == (development_key("k" * 16),)
     assert s.replica_id == "r1"
 
 
@@ -23,13 +28,14 @@ def test_numbers_in_range_are_read() -> None:
 
 def test_comma_separated_keys() -> None:
     s = Settings.from_env({"WALLET_API_KEYS": f" {'a' * 16} ,{'b' * 20},"})
-    assert s.api_keys == ("a" * 16, "b" * 20)
+    assert s.api_keys == (development_key("a" * 16), development_key("b" * 20))
 
 
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({}, "WALLET_API_KEYS: set at least one bearer token"),
+        ({}, "WALLET_API_KEYS_FILE: set it to the key definitions file"),
+        ({"WALLET_API_KEYS": " , "}, "WALLET_API_KEYS: set at least one bearer token"),
         ({"WALLET_API_KEYS": "short"}, "WALLET_API_KEYS: key #1 is shorter than 16"),
         ({**KEYS, "MAX_AMOUNT": "ten"}, "MAX_AMOUNT: must be an integer, got 'ten'"),
         ({**KEYS, "MAX_AMOUNT": "0"}, "MAX_AMOUNT: must be between 1 and"),
@@ -75,3 +81,117 @@ def test_gunicorn_refuses_to_start_with_a_one_line_reason() -> None:
         proc.stderr
         == "wallet-api: configuration error: MAX_AMOUNT: must be an integer, got 'ten'\n"
     )
+
+
+# -- WALLET_API_KEYS_FILE ----------------------------------------------------------------
+
+DIGEST = "sha256:" + hashlib.sha256(b"acme-token-0123456789abcdef").hexdigest()
+YAML_KEYS = f"""\
+# written by stackctl keys create
+keys:
+  - id: key_3f9a1c0e5b7d2a64
+    tenant: acme
+    scopes: [wallets:read, money:move]
+    digest: {DIGEST}
+    description: payments backend
+  - id: key_reporting01
+    tenant: acme
+    scopes:
+      - wallets:read
+    digest: sha256:{"0" * 64}
+"""
+
+
+def _file(tmp_path: Path, text: str, name: str = "keys.yaml") -> dict[str, str]:
+    path = tmp_path / name
+    path.write_text(text)
+    return {"WALLET_API_KEYS_FILE": str(path)}
+
+
+def test_key_definitions_from_a_yaml_file(tmp_path: Path) -> None:
+    keys = Settings.from_env(_file(tmp_path, YAML_KEYS)).api_keys
+    assert [(k.id, k.tenant, sorted(k.scopes)) for k in keys] == [
+        ("key_3f9a1c0e5b7d2a64", "acme", ["money:move", "wallets:read"]),
+        ("key_reporting01", "acme", ["wallets:read"]),
+    ]
+    assert keys[0].digest == hashlib.sha256(b"acme-token-0123456789abcdef").digest()
+
+
+def test_key_definitions_from_a_json_file(tmp_path: Path) -> None:
+    document = {
+        "keys": [
+            {
+                "id": "key_json0001",
+                "tenant": "globex",
+                "scopes": ["wallets:create"],
+                "digest": DIGEST,
+            }
+        ]
+    }
+    keys = Settings.from_env(_file(tmp_path, json.dumps(document), "keys.json")).api_keys
+    assert [(k.id, k.tenant, k.scopes) for k in keys] == [
+        ("key_json0001", "globex", frozenset({"wallets:create"}))
+    ]
+
+
+def _defs(**override: object) -> str:
+    key = {"id": "key_a0000001", "tenant": "acme", "scopes": ["money:move"], "digest": DIGEST}
+    key.update(override)
+    return json.dumps({"keys": [key]})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "document: Input should be a valid dictionary"),
+        ("keys: []", "keys: List should have at least 1 item"),
+        ("keys: [", "not valid JSON or YAML"),
+        ('{"keys": ', "not valid JSON or YAML"),
+        (_defs(scopes=["money:steal"]), "keys[0].scopes[0]: Input should be"),
+        (_defs(scopes=[]), "keys[0].scopes: List should have at least 1 item"),
+        (_defs(tenant="a:b"), "keys[0].tenant: String should match pattern"),
+        (_defs(tenant=7), "keys[0].tenant: Input should be a valid string"),
+        (_defs(id="abc"), "keys[0].id: String should match pattern"),
+        (_defs(digest="plaintext-token-0123456789"), "keys[0].digest: String should match"),
+        (_defs(token="x"), "keys[0].token: Extra inputs are not permitted"),
+        (
+            json.dumps({"keys": [json.loads(_defs())["keys"][0]] * 2}),
+            "key id key_a0000001 is defined twice",
+        ),
+        (
+            json.dumps(
+                {
+                    "keys": [
+                        json.loads(_defs())["keys"][0],
+                        json.loads(_defs(id="key_b0000002"))["keys"][0],
+                    ]
+                }
+            ),
+            "key key_b0000002 has the same token (digest) as another key",
+        ),
+    ],
+)
+def test_bad_key_files_fail_with_one_line(tmp_path: Path, text: str, message: str) -> None:
+    env = _file(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env(env)
+    assert str(err.value).startswith(f"WALLET_API_KEYS_FILE: {env['WALLET_API_KEYS_FILE']}: ")
+    assert message in str(err.value), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_missing_key_file_and_both_sources_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^WALLET_API_KEYS_FILE: cannot read .*/nope.yaml"):
+        Settings.from_env({"WALLET_API_KEYS_FILE": str(tmp_path / "nope.yaml")})
+    both = {**_file(tmp_path, YAML_KEYS), **KEYS}
+    with pytest.raises(ConfigError, match="both set: use the key file only"):
+        Settings.from_env(both)
+
+
+def test_the_file_schema_knows_every_scope() -> None:
+    from typing import get_args
+
+    from wallet_api.keys import SCOPES, KeyDefinition
+
+    (literal,) = get_args(KeyDefinition.model_fields["scopes"].annotation)
+    assert set(get_args(literal)) == set(SCOPES)

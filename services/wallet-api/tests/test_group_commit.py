@@ -10,9 +10,24 @@ import pytest
 
 from wallet_api.combiner import GroupCommitter
 from wallet_api.domain.ledger import EntryType
-from wallet_api.domain.operations import Applied, MoneyOp, Op, Outcome, Refused
+from wallet_api.domain.operations import (
+    DEFAULT_TENANT,
+    Actor,
+    Applied,
+    MoneyOp,
+    Op,
+    Outcome,
+    Refused,
+    WalletRef,
+)
 from wallet_api.service import render
 from wallet_api.store import StoreUnavailable, WalletStore
+
+ACTOR = Actor(DEFAULT_TENANT, "key_test", "req-test")
+
+
+def ref(wallet_id: str) -> WalletRef:
+    return WalletRef(DEFAULT_TENANT, wallet_id)
 
 
 class SlowStore(WalletStore):
@@ -44,20 +59,20 @@ def _run_threads(n: int, work: Any) -> None:
 
 def test_threads_on_one_wallet_share_transactions() -> None:
     store = SlowStore(fakeredis.FakeRedis())
-    store.create_wallet("hot", "EUR")
+    store.create_wallet(ref("hot"), "EUR")
     committer = GroupCommitter(store, render)
     outcomes: list[Outcome] = []
     lock = threading.Lock()
 
     def work(i: int) -> None:
         for _ in range(10):
-            outcome = committer.submit(MoneyOp(EntryType.DEPOSIT, "hot", 1 + i))
+            outcome = committer.submit(MoneyOp(EntryType.DEPOSIT, "hot", 1 + i, actor=ACTOR))
             with lock:
                 outcomes.append(outcome)
 
     _run_threads(16, work)
     assert len(outcomes) == 160 and all(isinstance(o, Applied) for o in outcomes)
-    wallet = store.get_wallet("hot")
+    wallet = store.get_wallet(ref("hot"))
     assert wallet is not None and wallet.balance == sum(10 * (1 + i) for i in range(16))
     assert sum(store.batches) == 160
     # Batched, not one transaction per op: while one batch takes 20 ms, the other
@@ -69,14 +84,14 @@ def test_threads_on_one_wallet_share_transactions() -> None:
 
 def test_withdrawals_in_one_batch_never_overdraw() -> None:
     store = SlowStore(fakeredis.FakeRedis())
-    store.create_wallet("w", "EUR")
-    store.commit([MoneyOp(EntryType.DEPOSIT, "w", 100)], render)
+    store.create_wallet(ref("w"), "EUR")
+    store.commit([MoneyOp(EntryType.DEPOSIT, "w", 100, actor=ACTOR)], render)
     committer = GroupCommitter(store, render)
     results: list[Outcome] = []
     lock = threading.Lock()
 
     def work(i: int) -> None:
-        outcome = committer.submit(MoneyOp(EntryType.WITHDRAWAL, "w", 30))
+        outcome = committer.submit(MoneyOp(EntryType.WITHDRAWAL, "w", 30, actor=ACTOR))
         with lock:
             results.append(outcome)
 
@@ -84,7 +99,7 @@ def test_withdrawals_in_one_batch_never_overdraw() -> None:
     applied = [r for r in results if isinstance(r, Applied)]
     assert len(applied) == 3  # 3 x 30 <= 100 < 4 x 30
     assert all(isinstance(r, Refused) for r in results if not isinstance(r, Applied))
-    wallet = store.get_wallet("w")
+    wallet = store.get_wallet(ref("w"))
     assert wallet is not None and wallet.balance == 10
 
 
@@ -100,7 +115,7 @@ def test_a_failed_batch_fails_every_waiter() -> None:
 
     def work(i: int) -> None:
         with pytest.raises(StoreUnavailable) as err:
-            committer.submit(MoneyOp(EntryType.DEPOSIT, "w", 1))
+            committer.submit(MoneyOp(EntryType.DEPOSIT, "w", 1, actor=ACTOR))
         with lock:
             errors.append(err.value)
 

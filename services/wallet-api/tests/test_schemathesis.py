@@ -15,11 +15,12 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from tests.helpers import API_KEY
 from wallet_api import create_app
 from wallet_api.config import Settings
+from wallet_api.keys import development_key
 
 app = create_app(
     Settings(
         redis_url="redis://unused:6379/0",
-        api_keys=(API_KEY,),
+        api_keys=(development_key(API_KEY),),
         log_level="ERROR",
         validate_responses=True,
     ),

@@ -10,6 +10,8 @@ from redis.retry import Retry
 
 from wallet_api.domain.ledger import EntryType
 from wallet_api.domain.operations import (
+    DEFAULT_TENANT,
+    Actor,
     Applied,
     Idempotency,
     KeyInUse,
@@ -18,6 +20,7 @@ from wallet_api.domain.operations import (
     Replayed,
     TransferApplied,
     TransferOp,
+    WalletRef,
 )
 from wallet_api.service import render
 from wallet_api.store import (
@@ -27,6 +30,12 @@ from wallet_api.store import (
     StoreUnavailable,
     WalletStore,
 )
+
+ACTOR = Actor(DEFAULT_TENANT, "key_test", "req-test")
+
+
+def ref(wallet_id: str) -> WalletRef:
+    return WalletRef(DEFAULT_TENANT, wallet_id)
 
 
 class CountingMetrics:
@@ -47,13 +56,13 @@ def store() -> WalletStore:
         retry=RetryPolicy(max_attempts=5, base_delay=0.0001, max_delay=0.0002),
         metrics=CountingMetrics(),
     )
-    s.create_wallet("w", "EUR")
-    s.create_wallet("v", "EUR")
+    s.create_wallet(ref("w"), "EUR")
+    s.create_wallet(ref("v"), "EUR")
     return s
 
 
 def _balance(store: WalletStore, wallet_id: str) -> int:
-    wallet = store.get_wallet(wallet_id)
+    wallet = store.get_wallet(ref(wallet_id))
     assert wallet is not None
     return wallet.balance
 
@@ -93,10 +102,10 @@ def test_lost_exec_reply_is_not_applied_twice(
     store: WalletStore, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
     _on_exec(monkeypatch, after=_raise(error))  # EXEC commits, the reply is lost
-    outcomes = store.commit([MoneyOp(EntryType.DEPOSIT, "w", 100)], render)
+    outcomes = store.commit([MoneyOp(EntryType.DEPOSIT, "w", 100, actor=ACTOR)], render)
     assert isinstance(outcomes[0], Applied)
     assert _balance(store, "w") == 100
-    entries, _ = store.history("w", before_seq=None, limit=10)
+    entries, _ = store.history(ref("w"), before_seq=None, limit=10)
     assert len(entries) == 1
     assert store.metrics.retries == 0  # type: ignore[attr-defined]
 
@@ -105,12 +114,14 @@ def test_lost_reply_of_a_refusal_is_detected_through_its_idempotency_record(
     store: WalletStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A refused withdrawal writes no ledger entry; its record proves the commit."""
-    op = MoneyOp(EntryType.WITHDRAWAL, "w", 5, Idempotency("w:{w:w}:idem:s:k", "fp"))
+    op = MoneyOp(EntryType.WITHDRAWAL, "w", 5, Idempotency("w:{w:w}:idem:s:k", "fp"), actor=ACTOR)
     _on_exec(monkeypatch, after=_raise(redis.ConnectionError("gone")))
     outcomes = store.commit([op], render)
     assert isinstance(outcomes[0], Refused)
     assert store.metrics.retries == 0  # type: ignore[attr-defined]
-    again = store.commit([MoneyOp(EntryType.WITHDRAWAL, "w", 5, op.idempotency)], render)
+    again = store.commit(
+        [MoneyOp(EntryType.WITHDRAWAL, "w", 5, op.idempotency, actor=ACTOR)], render
+    )
     assert isinstance(again[0], Replayed) and again[0].response.status == 409
 
 
@@ -118,7 +129,7 @@ def test_exec_that_never_reached_redis_is_retried_once(
     store: WalletStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _on_exec(monkeypatch, before=_raise(redis.ConnectionError("write failed")))
-    outcomes = store.commit([MoneyOp(EntryType.DEPOSIT, "w", 100)], render)
+    outcomes = store.commit([MoneyOp(EntryType.DEPOSIT, "w", 100, actor=ACTOR)], render)
     assert isinstance(outcomes[0], Applied)
     assert _balance(store, "w") == 100
     assert store.metrics.retries == 1  # type: ignore[attr-defined]
@@ -127,9 +138,9 @@ def test_exec_that_never_reached_redis_is_retried_once(
 def test_lost_transfer_reply_is_not_applied_twice(
     store: WalletStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store.commit([MoneyOp(EntryType.DEPOSIT, "w", 100)], render)
+    store.commit([MoneyOp(EntryType.DEPOSIT, "w", 100, actor=ACTOR)], render)
     _on_exec(monkeypatch, after=_raise(redis.ConnectionError("reset")))
-    outcomes = store.commit([TransferOp("w", "v", 30)], render)
+    outcomes = store.commit([TransferOp("w", "v", 30, actor=ACTOR)], render)
     assert isinstance(outcomes[0], TransferApplied)
     assert (_balance(store, "w"), _balance(store, "v")) == (70, 30)
 
@@ -138,8 +149,11 @@ def test_a_write_between_watch_and_exec_forces_a_retry_that_sees_it(
     store: WalletStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rival = WalletStore(store.redis)
-    _on_exec(monkeypatch, before=lambda: rival.commit([MoneyOp(EntryType.DEPOSIT, "w", 7)], render))
-    outcomes = store.commit([MoneyOp(EntryType.DEPOSIT, "w", 5)], render)
+    _on_exec(
+        monkeypatch,
+        before=lambda: rival.commit([MoneyOp(EntryType.DEPOSIT, "w", 7, actor=ACTOR)], render),
+    )
+    outcomes = store.commit([MoneyOp(EntryType.DEPOSIT, "w", 5, actor=ACTOR)], render)
     assert isinstance(outcomes[0], Applied) and outcomes[0].entry.balance_after == 12
     assert store.metrics.retries == 1  # type: ignore[attr-defined]
 
@@ -150,9 +164,12 @@ def test_a_concurrent_winner_with_the_same_key_makes_this_request_409(
     idem = Idempotency("w:{w:w}:idem:s:race", "fp")
     rival = WalletStore(store.redis)
     _on_exec(
-        monkeypatch, before=lambda: rival.commit([MoneyOp(EntryType.DEPOSIT, "w", 9, idem)], render)
+        monkeypatch,
+        before=lambda: rival.commit(
+            [MoneyOp(EntryType.DEPOSIT, "w", 9, idem, actor=ACTOR)], render
+        ),
     )
-    outcomes = store.commit([MoneyOp(EntryType.DEPOSIT, "w", 9, idem)], render)
+    outcomes = store.commit([MoneyOp(EntryType.DEPOSIT, "w", 9, idem, actor=ACTOR)], render)
     assert isinstance(outcomes[0], KeyInUse)
     assert _balance(store, "w") == 9  # moved once, by the winner
 
@@ -169,11 +186,11 @@ def test_conflicts_retry_a_bounded_number_of_times_then_change_nothing(
 
     _on_exec(monkeypatch, before=bump, times=100)
     with pytest.raises(ContentionExhausted):
-        store.commit([MoneyOp(EntryType.DEPOSIT, "w", 1)], render)
+        store.commit([MoneyOp(EntryType.DEPOSIT, "w", 1, actor=ACTOR)], render)
     assert bumps[0] == 5
     assert store.metrics.retries == 5  # type: ignore[attr-defined]
     assert _balance(store, "w") == 0
-    assert store.history("w", before_seq=None, limit=10)[0] == []
+    assert store.history(ref("w"), before_seq=None, limit=10)[0] == []
 
 
 def test_redis_down_is_store_unavailable_quickly() -> None:
@@ -182,26 +199,26 @@ def test_redis_down_is_store_unavailable_quickly() -> None:
     )
     store = WalletStore(dead, retry=RetryPolicy(max_attempts=3, base_delay=0.0001))
     with pytest.raises(StoreUnavailable):
-        store.commit([MoneyOp(EntryType.DEPOSIT, "w", 1)], render)
+        store.commit([MoneyOp(EntryType.DEPOSIT, "w", 1, actor=ACTOR)], render)
     with pytest.raises(StoreUnavailable):
-        store.get_wallet("w")
+        store.get_wallet(ref("w"))
     assert store.ping() is False
 
 
 def test_batch_applies_in_order_with_a_running_balance(store: WalletStore) -> None:
     ops = [
-        MoneyOp(EntryType.DEPOSIT, "w", 10),
-        MoneyOp(EntryType.WITHDRAWAL, "w", 15),  # refused: only 10 so far
-        MoneyOp(EntryType.DEPOSIT, "w", 10),
-        MoneyOp(EntryType.WITHDRAWAL, "w", 15),  # fine now
-        TransferOp("w", "v", 5),
-        MoneyOp(EntryType.DEPOSIT, "ghost", 1),
+        MoneyOp(EntryType.DEPOSIT, "w", 10, actor=ACTOR),
+        MoneyOp(EntryType.WITHDRAWAL, "w", 15, actor=ACTOR),  # refused: only 10 so far
+        MoneyOp(EntryType.DEPOSIT, "w", 10, actor=ACTOR),
+        MoneyOp(EntryType.WITHDRAWAL, "w", 15, actor=ACTOR),  # fine now
+        TransferOp("w", "v", 5, actor=ACTOR),
+        MoneyOp(EntryType.DEPOSIT, "ghost", 1, actor=ACTOR),
     ]
     outcomes = store.commit(ops, render)
     kinds = [type(o).__name__ for o in outcomes]
     assert kinds == ["Applied", "Refused", "Applied", "Applied", "TransferApplied", "Refused"]
     assert (_balance(store, "w"), _balance(store, "v")) == (0, 5)
-    entries, _ = store.history("w", before_seq=None, limit=10)
+    entries, _ = store.history(ref("w"), before_seq=None, limit=10)
     assert [e.seq for e in entries] == [4, 3, 2, 1]
 
 
@@ -227,6 +244,6 @@ def test_lost_reply_with_redis_gone_is_outcome_unknown_not_unchanged(
 
     _on_exec(monkeypatch, after=cut_redis)
     with pytest.raises(OutcomeUnknown):
-        store.commit([MoneyOp(EntryType.DEPOSIT, "w", 100)], render)
+        store.commit([MoneyOp(EntryType.DEPOSIT, "w", 100, actor=ACTOR)], render)
     monkeypatch.undo()
     assert _balance(store, "w") == 100  # it had committed

@@ -13,6 +13,7 @@ container and the network (also when a test or the start-up fails), and
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -139,7 +140,38 @@ REDIS_IMAGE = os.environ.get("REDIS_IMAGE") or "redis:7.4.5-bookworm"
 PYTHON_IMAGE = os.environ.get("PYTHON_IMAGE") or "python:3.12-slim-bookworm"
 API_IMAGE = os.environ.get("WALLET_API_TEST_IMAGE") or "wallet-stack/wallet-api:containers-test"
 REPLICAS = int(os.environ.get("CONTAINERS_REPLICAS", "3"))
+# API keys, as the replicas' key definitions file (WALLET_API_KEYS_FILE) defines them:
+# two keys of tenant alpha (a rotation: old and new), one of tenant beta, and one
+# alpha key per scope. The containers get the digests only (keys_file()).
 API_KEYS = ("containers-suite-key-A-0123456789", "containers-suite-key-B-9876543210")
+BETA_KEY = "containers-suite-key-beta-0123456789"
+SCOPES = ("wallets:read", "wallets:create", "money:move")
+SCOPE_KEYS = {scope: f"containers-suite-only-{scope}-0123456789" for scope in SCOPES}
+KEYS: dict[str, tuple[str, str, tuple[str, ...]]] = {  # token -> (key id, tenant, scopes)
+    API_KEYS[0]: ("key_alpha_old", "alpha", SCOPES),
+    API_KEYS[1]: ("key_alpha_new", "alpha", SCOPES),
+    BETA_KEY: ("key_beta", "beta", SCOPES),
+    **{t: (f"key_alpha_{s.replace(':', '_')}", "alpha", (s,)) for s, t in SCOPE_KEYS.items()},
+}
+KEYS_FILE_PATH = "/etc/wallet-api/keys/api-keys.yaml"
+
+
+def keys_file(tokens: tuple[str, ...] | None = None) -> bytes:
+    """The key definitions (YAML, as stackctl writes them) of `tokens` (default: all)."""
+    import yaml
+
+    definitions = [
+        {
+            "id": KEYS[t][0],
+            "tenant": KEYS[t][1],
+            "scopes": list(KEYS[t][2]),
+            "digest": "sha256:" + hashlib.sha256(t.encode()).hexdigest(),
+        }
+        for t in (tokens if tokens is not None else tuple(KEYS))
+    ]
+    return yaml.safe_dump({"keys": definitions}, sort_keys=False).encode()
+
+
 REDIS_PASSWORD = f"pw-{uuid.uuid4().hex}"
 LABELS = {SUITE_LABEL: SUITE, OWNER_LABEL: OWNER}
 # Published ports: on the loopback only when the engine is local (only the test client
@@ -166,7 +198,12 @@ def _sigterm_to_interrupt(signum: int, frame: Any) -> None:
 
 # Cheap checks first, faults last (each module is independent; this is only about
 # failing fast and about faults not running before the plain contract is known good).
-MODULE_ORDER = ("test_containers_contract", "test_containers_concurrency", "test_containers_faults")
+MODULE_ORDER = (
+    "test_containers_contract",
+    "test_containers_concurrency",
+    "test_containers_tenants",
+    "test_containers_faults",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -398,7 +435,10 @@ class Stack:
         self.replicas = replicas
         self.network = network
         self.api_image = api_image
-        self.api_keys = API_KEYS
+        self.api_keys = API_KEYS  # tenant alpha (old, new)
+        self.beta_key = BETA_KEY
+        self.scope_keys = SCOPE_KEYS
+        self.key_ids = {token: key_id for token, (key_id, _, _) in KEYS.items()}
 
     def urls(self) -> list[str]:
         return [u for u in (r.url for r in self.replicas) if u is not None]
@@ -473,19 +513,25 @@ def api_image(docker_client: Any) -> str:
 
 
 def api_container(
-    image: str, network: Network, replica_id: str, redis_host: str
+    image: str,
+    network: Network,
+    replica_id: str,
+    redis_host: str,
+    keys: tuple[str, ...] | None = None,
 ) -> DockerContainer:
     container = (
         DockerContainer(image)
         .with_envs(
             REDIS_URL=f"redis://:{REDIS_PASSWORD}@{redis_host}:6379/0",
-            WALLET_API_KEYS=",".join(API_KEYS),
+            WALLET_API_KEYS_FILE=KEYS_FILE_PATH,
             REPLICA_ID=replica_id,
             WEB_CONCURRENCY="2",  # two gunicorn workers: /metrics must aggregate them
             GUNICORN_THREADS="8",
             LOG_LEVEL="WARNING",  # no access log per request: the CPU goes to the API
             REDIS_TIMEOUT_SECONDS="2",
         )
+        # Before the start, so it is there when wallet-api reads it (and after restarts).
+        .with_copy_into_container(keys_file(keys), KEYS_FILE_PATH)
         .with_network(network)
         .with_network_aliases(replica_id)
         .with_name(f"wallet-it-{SESSION_ID[:8]}-{replica_id}")
@@ -628,6 +674,24 @@ def cut_replica(stack: Stack, request: pytest.FixtureRequest) -> Iterator[tuple[
     replica = Replica(container, "api-cut")
     replica.refresh_url()
     yield replica, proxy
+
+
+@pytest.fixture
+def retired_key_replica(stack: Stack, request: pytest.FixtureRequest) -> Iterator[Replica]:
+    """One more replica on the same Redis, deployed after a key rotation: its key
+    definitions no longer hold the old alpha key (API_KEYS[0]). Removed after the test."""
+    container = api_container(
+        stack.api_image,
+        stack.network,
+        "api-rotated",
+        "redis",
+        keys=tuple(t for t in KEYS if t != API_KEYS[0]),
+    )
+    request.addfinalizer(container.stop)
+    container.start()
+    replica = Replica(container, "api-rotated")
+    replica.refresh_url()
+    yield replica
 
 
 @pytest.fixture

@@ -286,8 +286,16 @@ def run_load(
 # -- wallets and ledgers ---------------------------------------------------------
 
 
-def create_wallet(http: requests.Session, base: str, key: str, currency: str = "EUR") -> str:
-    r = http.post(f"{base}/wallets", json={"currency": currency}, headers=auth(key), timeout=10)
+def create_wallet(
+    http: requests.Session,
+    base: str,
+    key: str,
+    currency: str = "EUR",
+    *,
+    wallet_id: str | None = None,
+) -> str:
+    body = {"currency": currency, **({"id": wallet_id} if wallet_id else {})}
+    r = http.post(f"{base}/wallets", json=body, headers=auth(key), timeout=10)
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
 

@@ -19,7 +19,7 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 if TYPE_CHECKING:  # conftest is pytest's to import, not ours
-    from conftest import Stack
+    from conftest import Replica, Stack
 
 pytestmark = pytest.mark.containers
 
@@ -374,28 +374,23 @@ def test_idempotency_replays_refusals_too(api: Api) -> None:
     assert api.balance(wallet_id) == 100
 
 
-def test_idempotency_keys_are_scoped_per_api_key_and_wallet(api: Api) -> None:
-    key_a, key_b = api.stack.api_keys
+def test_idempotency_keys_are_scoped_per_tenant_and_wallet(api: Api) -> None:
+    key_a, key_b = api.stack.api_keys  # two keys of one tenant
     wallet_id, other = api.wallet(), api.wallet()
-    same = {"Idempotency-Key": "shared-key-1"}
+    same = {"Idempotency-Key": f"shared-key-{uuid.uuid4().hex}"}
     ra = api.call(
         "POST", f"/wallets/{wallet_id}/deposit", json={"amount": 10}, headers=same, key=key_a
     )
     rb = api.call(
         "POST", f"/wallets/{wallet_id}/deposit", json={"amount": 10}, headers=same, key=key_b
     )
-    # another API key's identical key is a different request: applied, not replayed
-    assert ra.status_code == rb.status_code == 200 and "Idempotent-Replayed" not in rb.headers
-    assert ra.json()["transaction"]["id"] != rb.json()["transaction"]["id"]
-    # ... and the same API key may reuse a key on another wallet
+    # another key of the same tenant (a rotated key) replays: the money moved once
+    assert ra.status_code == rb.status_code == 200 and rb.headers["Idempotent-Replayed"] == "true"
+    assert rb.json() == ra.json()
+    # ... and the same key may be used again on another wallet
     rc = api.call("POST", f"/wallets/{other}/deposit", json={"amount": 10}, headers=same, key=key_a)
     assert rc.status_code == 200 and "Idempotent-Replayed" not in rc.headers
-    # each API key replays its own
-    rb2 = api.call(
-        "POST", f"/wallets/{wallet_id}/deposit", json={"amount": 10}, headers=same, key=key_b
-    )
-    assert rb2.headers.get("Idempotent-Replayed") == "true" and rb2.json() == rb.json()
-    assert api.balance(wallet_id) == 20 and api.balance(other) == 10
+    assert api.balance(wallet_id) == 10 and api.balance(other) == 10
 
 
 def test_invalid_idempotency_keys(api: Api) -> None:
@@ -482,3 +477,204 @@ def test_malformed_requests_get_problem_documents(api: Api) -> None:
     r = api.call("DELETE", f"/wallets/{wallet_id}")
     api.problem(r, 405, "about:blank")
     assert "GET" in r.headers["Allow"]
+
+
+# -- tenants and scopes ----------------------------------------------------------------
+
+
+def _comparable(r: requests.Response) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A response byte for byte, apart from its request id (and the Date header)."""
+    request_id = r.headers["X-Request-ID"]
+    headers = sorted(
+        (k.lower(), v) for k, v in r.headers.items() if k.lower() not in ("x-request-id", "date")
+    )
+    return r.status_code, headers, r.content.replace(request_id.encode(), b"<request-id>")
+
+
+def _calls_naming(
+    wallet: str, own: str, tag: str
+) -> list[tuple[str, str, dict[str, Any] | None, dict[str, str]]]:
+    """Every endpoint that names `wallet`; `own` is one of the caller's wallets."""
+
+    def keyed(name: str) -> dict[str, str]:
+        return {"Idempotency-Key": f"{tag}-{name}"}
+
+    return [
+        ("GET", f"/wallets/{wallet}", None, {}),
+        ("GET", f"/wallets/{wallet}/transactions", None, {}),
+        ("GET", f"/wallets/{wallet}/transactions?limit=1&cursor=5", None, {}),
+        ("POST", f"/wallets/{wallet}/deposit", {"amount": 7}, {}),
+        ("POST", f"/wallets/{wallet}/deposit", {"amount": 7}, keyed("deposit")),
+        ("POST", f"/wallets/{wallet}/withdraw", {"amount": 7}, {}),
+        ("POST", f"/wallets/{wallet}/withdraw", {"amount": 7}, keyed("withdraw")),
+        ("POST", "/transfers", {"from": wallet, "to": own, "amount": 7}, {}),
+        ("POST", "/transfers", {"from": wallet, "to": own, "amount": 7}, keyed("out")),
+        ("POST", "/transfers", {"from": own, "to": wallet, "amount": 7}, {}),
+        ("POST", "/transfers", {"from": own, "to": wallet, "amount": 7}, keyed("in")),
+    ]
+
+
+def _books(api: Api, key: str, wallets: list[str]) -> dict[str, Any]:
+    return {
+        w: (
+            api.call("GET", f"/wallets/{w}", key=key).json(),
+            read_ledger(api.http, api.stack.urls(), key, w),
+        )
+        for w in wallets
+    }
+
+
+def test_tenant_matrix_foreign_wallets_are_missing_wallets(api: Api) -> None:
+    """alpha and beta call every endpoint on each other's wallets (and their own),
+    through alternating replicas. Each foreign-wallet answer is byte for byte the
+    answer the same call got before that wallet existed, and nothing changes."""
+    alpha, beta = api.stack.api_keys[0], api.stack.beta_key
+    tag = uuid.uuid4().hex[:8]
+    own = {alpha: f"a-{tag}", beta: f"b-{tag}"}
+    foreign = {alpha: f"b2-{tag}", beta: f"a2-{tag}"}  # created by the other tenant below
+    for key, wallet in own.items():
+        assert create_wallet(api.http, api.base(), key, wallet_id=wallet) == wallet
+        assert (
+            api.call(
+                "POST", f"/wallets/{wallet}/deposit", json={"amount": 500}, key=key
+            ).status_code
+            == 200
+        )
+
+    def run(key: str) -> list[requests.Response]:
+        return [
+            api.call(m, path, key=key, json=body, headers=h)
+            for m, path, body, h in _calls_naming(foreign[key], own[key], f"{tag}-{key[-4:]}")
+        ]
+
+    missing = {key: [_comparable(r) for r in run(key)] for key in own}
+    assert {status for rs in missing.values() for status, _, _ in rs} == {404}
+    # Now the other tenant creates those wallets (and moves money in them).
+    for key, other in ((alpha, beta), (beta, alpha)):
+        assert create_wallet(api.http, api.base(), other, wallet_id=foreign[key]) == foreign[key]
+        r = api.call("POST", f"/wallets/{foreign[key]}/deposit", json={"amount": 300}, key=other)
+        assert r.status_code == 200
+    before = {k: _books(api, k, [own[k], foreign[o]]) for k, o in ((alpha, beta), (beta, alpha))}
+    for key in own:
+        for got, want in zip(run(key), missing[key], strict=True):
+            assert _comparable(got) == want, (key, got.request.method, got.request.url)
+            api.problem(got, 404, "wallet-not-found")
+    after = {k: _books(api, k, [own[k], foreign[o]]) for k, o in ((alpha, beta), (beta, alpha))}
+    assert after == before, "a cross-tenant call changed something"
+    # Each tenant's own wallets answer the same calls normally.
+    for key, other in ((alpha, beta), (beta, alpha)):
+        statuses = [
+            api.call(m, path, key=key, json=body, headers=h).status_code
+            for m, path, body, h in _calls_naming(foreign[other], own[key], f"{tag}-own-{key[-4:]}")
+        ]
+        assert statuses == [200] * 7 + [201] * 4, (key, statuses)
+
+
+def test_transfers_between_tenants_are_refused_both_ways(api: Api) -> None:
+    alpha, beta = api.stack.api_keys[0], api.stack.beta_key
+    a = create_wallet(api.http, api.base(), alpha)
+    b = create_wallet(api.http, api.base(), beta)
+    for key, wallet in ((alpha, a), (beta, b)):
+        assert (
+            api.call(
+                "POST", f"/wallets/{wallet}/deposit", json={"amount": 100}, key=key
+            ).status_code
+            == 200
+        )
+    for key, source, target in ((alpha, a, b), (beta, b, a)):
+        for body in (
+            {"from": source, "to": target, "amount": 10},
+            {"from": target, "to": source, "amount": 10},
+        ):
+            api.problem(api.call("POST", "/transfers", json=body, key=key), 404, "wallet-not-found")
+    for key, wallet in ((alpha, a), (beta, b)):
+        assert api.call("GET", f"/wallets/{wallet}", key=key).json()["balance"] == 100
+        assert [e["type"] for e in read_ledger(api.http, api.stack.urls(), key, wallet)] == [
+            "deposit"
+        ]
+
+
+def test_idempotency_keys_reused_across_tenants_never_meet(api: Api) -> None:
+    alpha, beta = api.stack.api_keys[0], api.stack.beta_key
+    a = create_wallet(api.http, api.base(), alpha)
+    b = create_wallet(api.http, api.base(), beta)
+    same = {"Idempotency-Key": f"cross-{uuid.uuid4().hex}"}
+    first = api.call("POST", f"/wallets/{a}/deposit", json={"amount": 30}, headers=same, key=alpha)
+    theirs = api.call("POST", f"/wallets/{b}/deposit", json={"amount": 45}, headers=same, key=beta)
+    assert first.status_code == theirs.status_code == 200
+    assert "Idempotent-Replayed" not in theirs.headers
+    # beta naming alpha's wallet with alpha's key and body: not found, never a replay
+    stolen = api.call("POST", f"/wallets/{a}/deposit", json={"amount": 30}, headers=same, key=beta)
+    api.problem(stolen, 404, "wallet-not-found")
+    assert "Idempotent-Replayed" not in stolen.headers
+    again = api.call("POST", f"/wallets/{a}/deposit", json={"amount": 30}, headers=same, key=alpha)
+    assert again.headers["Idempotent-Replayed"] == "true" and again.json() == first.json()
+    assert api.call("GET", f"/wallets/{a}", key=alpha).json()["balance"] == 30
+    assert api.call("GET", f"/wallets/{b}", key=beta).json()["balance"] == 45
+
+
+def test_scope_matrix(api: Api) -> None:
+    """Each one-scope key against every endpoint: 403 insufficient-scope (nothing
+    changes) unless the endpoint needs that very scope."""
+    src, dst = api.wallet(funds=100), api.wallet()
+    for n, (scope, token) in enumerate(api.stack.scope_keys.items()):
+        new_id = f"scoped-{uuid.uuid4().hex[:8]}-{n}"
+        endpoints = [
+            ("wallets:create", "POST", "/wallets", {"currency": "EUR", "id": new_id}),
+            ("wallets:read", "GET", f"/wallets/{src}", None),
+            ("wallets:read", "GET", f"/wallets/{src}/transactions", None),
+            ("money:move", "POST", f"/wallets/{src}/deposit", {"amount": 3}),
+            ("money:move", "POST", f"/wallets/{src}/withdraw", {"amount": 2}),
+            ("money:move", "POST", "/transfers", {"from": src, "to": dst, "amount": 1}),
+        ]
+        for needed, method, path, body in endpoints:
+            before = _books(api, api.key, [src, dst])
+            r = api.call(method, path, key=token, json=body)
+            if needed == scope:
+                assert r.status_code in (200, 201), (scope, path, r.text)
+                continue
+            problem = api.problem(r, 403, "insufficient-scope")
+            assert needed in problem["detail"]
+            assert r.headers["WWW-Authenticate"] == (
+                f'Bearer realm="wallet-api", error="insufficient_scope", scope="{needed}"'
+            )
+            assert _books(api, api.key, [src, dst]) == before, (scope, path)
+        created = api.call("GET", f"/wallets/{new_id}")
+        assert created.status_code == (200 if scope == "wallets:create" else 404)
+
+
+def test_key_rotation_retried_deposit_moves_money_once(
+    api: Api, retired_key_replica: Replica
+) -> None:
+    """Add the new key, switch the client, retire the old key: a deposit sent with
+    the old key and retried with the new one (same Idempotency-Key) -- also on a
+    replica deployed without the old key -- is applied once."""
+    old, new = api.stack.api_keys
+    wallet_id = api.wallet()
+    key = {"Idempotency-Key": f"rotation-{uuid.uuid4().hex}"}
+    first = api.call(
+        "POST", f"/wallets/{wallet_id}/deposit", json={"amount": 1250}, headers=key, key=old
+    )
+    assert first.status_code == 200
+    retry = api.call(
+        "POST", f"/wallets/{wallet_id}/deposit", json={"amount": 1250}, headers=key, key=new
+    )
+    assert retry.headers["Idempotent-Replayed"] == "true" and retry.json() == first.json()
+    rotated = retired_key_replica.url
+    assert rotated is not None
+    api.problem(
+        api.call("GET", f"/wallets/{wallet_id}", key=old, base=rotated), 401, "unauthorized"
+    )
+    late = api.call(
+        "POST",
+        f"/wallets/{wallet_id}/deposit",
+        json={"amount": 1250},
+        headers=key,
+        key=new,
+        base=rotated,
+    )
+    assert late.headers["Idempotent-Replayed"] == "true" and late.json() == first.json()
+    assert api.balance(wallet_id) == 1250
+    (entry,) = read_ledger(api.http, api.stack.urls(), new, wallet_id)
+    assert entry["key_id"] == api.stack.key_ids[old]  # who moved it, kept after retirement
+    assert entry["request_id"] == first.headers["X-Request-ID"]

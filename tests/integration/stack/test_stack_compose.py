@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -55,3 +57,21 @@ def test_every_service_healthy_or_running(stack: ss.Stack) -> None:
         f"{c['Service']}={c['Health'] or c['State']}" for c in sorted(ps, key=lambda c: c["Name"])
     )
     ss.note(f"docker compose ps: {summary}")
+
+
+def test_wallet_api_gets_key_definitions_never_a_token(stack: ss.Stack) -> None:
+    """The replicas read the key definitions compose mounts as a secret; the
+    development token of .env (what the README's API example uses) is only a
+    digest in there, and appears nowhere in the containers' configuration."""
+    containers = ss.wallet_api_containers()
+    assert len(containers) == stack.replicas
+    for c in containers:
+        env = {k: v for k, _, v in (e.partition("=") for e in c["Config"]["Env"])}
+        assert env["WALLET_API_KEYS_FILE"] == "/etc/wallet-api/keys/api-keys.yaml"
+        assert "WALLET_API_KEYS" not in env
+        mount = next(m for m in c["Mounts"] if m["Destination"] == env["WALLET_API_KEYS_FILE"])
+        assert mount["Source"].endswith("/.secrets/api-keys.yaml") and not mount["RW"]
+        assert stack.api_key not in json.dumps(c), "the token reached the container's config"
+        mounted = ss.run(["docker", "exec", c["Id"], "cat", env["WALLET_API_KEYS_FILE"]])
+        digest = hashlib.sha256(stack.api_key.encode()).hexdigest()
+        assert f"sha256:{digest}" in mounted and stack.api_key not in mounted

@@ -7,12 +7,14 @@ errors exit 2.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from stackctl import REPO_ROOT, backup, chartdocs, envfile, urls
+from stackctl import keys as keys_cmd
 from stackctl import secrets as secrets_cmd
 
 
@@ -76,7 +78,56 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     res.add_argument("file", type=Path, help="backups/redis-<time>.rdb")
+    keys = sub.add_parser(
+        "keys",
+        help="create, list or revoke wallet-api API keys (the key definitions file)",
+        description=keys_cmd.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    keys.add_argument(
+        "--file",
+        type=Path,
+        default=Path(os.environ.get("ROOT_DIR") or REPO_ROOT) / ".secrets" / "api-keys.yaml",
+        help="the key definitions file (default: .secrets/api-keys.yaml, which compose mounts)",
+    )
+    action = keys.add_subparsers(dest="action", required=True)
+    create = action.add_parser("create", help="add a key; prints its token once, on stdout")
+    create.add_argument("--tenant", required=True, help="whose wallets the key sees and moves")
+    create.add_argument(
+        "--scopes",
+        required=True,
+        help=f"comma-separated, of {','.join(keys_cmd.SCOPES)}",
+    )
+    create.add_argument("--description", help="what the key is for (shown by list)")
+    action.add_parser("list", help="the keys: id, tenant, scopes (never a secret)")
+    revoke = action.add_parser("revoke", help="remove a key (retire it after a rotation)")
+    revoke.add_argument("key_id", metavar="KEY_ID")
     return parser
+
+
+RESTART_API = (
+    "docker compose -f docker-compose.traefik.yml -f docker-compose.yml restart wallet-api"
+)
+
+
+def _keys(args: argparse.Namespace) -> None:
+    say = functools.partial(print, file=sys.stderr)
+    if args.action == "create":
+        key, token = keys_cmd.create(
+            args.file, args.tenant, keys_cmd.parse_scopes(args.scopes), args.description
+        )
+        say(f"stackctl keys: added {keys_cmd.describe(key)} to {args.file}")
+        say("stackctl keys: its token follows, shown this once (only its digest is kept):")
+        print(token, flush=True)
+        say("stackctl keys: wallet-api reads the keys at start: restart it (compose:")
+        say(f"  {RESTART_API})")
+    elif args.action == "list":
+        for key in keys_cmd.read(args.file):
+            print(keys_cmd.describe(key))
+    else:
+        key = keys_cmd.revoke(args.file, args.key_id)
+        say(f"stackctl keys: removed {keys_cmd.describe(key)} from {args.file}")
+        say("stackctl keys: it works until wallet-api restarts (compose) or rolls out (chart)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.root.is_dir():
                 raise envfile.SettingError(f"{args.root} is not a directory")
             secrets_cmd.run(args.root, force_certs=args.force_certs)
-        except (envfile.SettingError, OSError) as exc:
+        except (envfile.SettingError, keys_cmd.KeysError, OSError) as exc:
             print(f"stackctl secrets: error: {exc}", file=sys.stderr)
             return 1
     elif args.command in ("backup", "restore"):
@@ -106,6 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\n".join(urls.lines(args.root, wallet=not args.edge_only)))
         except envfile.SettingError as exc:
             print(f"stackctl urls: error: {exc}", file=sys.stderr)
+            return 1
+    elif args.command == "keys":
+        try:
+            _keys(args)
+        except (keys_cmd.KeysError, OSError) as exc:
+            print(f"stackctl keys: error: {exc}", file=sys.stderr)
             return 1
     elif args.command == "chart-docs":
         try:

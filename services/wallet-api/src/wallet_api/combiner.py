@@ -59,7 +59,7 @@ class GroupCommitter:
     def submit(self, op: Op) -> Outcome:
         # A transfer queues with its source wallet; a race with its target's
         # queue is caught by WATCH like any other.
-        wallet_id = op.wallets[0]
+        wallet_id = op.wallets[0].id
         shard = self._shards[zlib.crc32(wallet_id.encode()) % len(self._shards)]
         slot = _Slot(op)
         with shard.mutex:

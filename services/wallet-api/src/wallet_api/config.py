@@ -9,6 +9,10 @@ considered: its errors are multi-line and would need translating back into
 these one-liners, which is most of this module anyway.) Numbers are read as
 ASCII digits only: Python's int() and float() also take Arabic-Indic
 digits, '1_0' or ' 5'.
+
+The API keys come from one of two variables (keys.py): WALLET_API_KEYS_FILE,
+the key definitions, or WALLET_API_KEYS, development tokens. Never both: a
+forgotten development token would be an all-scopes key nobody sees defined.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from wallet_api.domain.money import MAX_SAFE_BALANCE
+from wallet_api.keys import ApiKey, load_file, parse_tokens
 
-MIN_API_KEY_LENGTH = 16
 _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
@@ -59,14 +63,22 @@ def _redis_url(raw: str) -> str:
     return raw
 
 
-def _api_keys(raw: str) -> tuple[str, ...]:
-    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
-    if not keys:
-        raise ValueError("set at least one bearer token (comma-separated)")
-    short = [i for i, k in enumerate(keys) if len(k) < MIN_API_KEY_LENGTH]
-    if short:
-        raise ValueError(f"key #{short[0] + 1} is shorter than {MIN_API_KEY_LENGTH} characters")
-    return keys
+def _api_keys(env: Mapping[str, str]) -> tuple[ApiKey, ...]:
+    path, tokens = env.get("WALLET_API_KEYS_FILE", ""), env.get("WALLET_API_KEYS", "")
+    if path and tokens:
+        raise ConfigError(
+            "WALLET_API_KEYS_FILE and WALLET_API_KEYS are both set: use the key file only"
+        )
+    if not path and not tokens:
+        raise ConfigError(
+            "WALLET_API_KEYS_FILE: set it to the key definitions file "
+            "(or WALLET_API_KEYS to development tokens)"
+        )
+    name, read = ("WALLET_API_KEYS_FILE", load_file) if path else ("WALLET_API_KEYS", parse_tokens)
+    try:
+        return read(path or tokens)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def _log_level(raw: str) -> str:
@@ -78,7 +90,8 @@ def _log_level(raw: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    api_keys: tuple[str, ...] = _setting("WALLET_API_KEYS", _api_keys)
+    # WALLET_API_KEYS_FILE or WALLET_API_KEYS (from_env(): _api_keys()).
+    api_keys: tuple[ApiKey, ...]
     redis_url: str = _setting("REDIS_URL", _redis_url, default="redis://127.0.0.1:6379/0")
     idempotency_ttl: int = _setting(
         "IDEMPOTENCY_TTL_SECONDS", _number(int, 60, 30 * 86_400), default=86_400
@@ -100,7 +113,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = {"api_keys": _api_keys(env)}
         for setting in fields(cls):
             if "env" not in setting.metadata:
                 continue

@@ -3,8 +3,9 @@
 ``@operation(...)`` on a view
 
 * validates the request against the declared models (validation.py), in the
-  order the API has always checked: API key (401), Idempotency-Key, query
-  string, body (415, 400, 413, 422), path ids (404);
+  order the API has always checked: API key (401), then its scope (403, before
+  anything else is read, so a key without the scope learns nothing),
+  Idempotency-Key, query string, body (415, 400, 413, 422), path ids (404);
 * answers only with a status the operation declares (any other is a bug: 500),
   and, with ``Settings.validate_responses`` (the test suites turn it on),
   validates the body against the model declared for that status and
@@ -29,11 +30,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Response, request
+from flask import Response, g, request
 from pydantic import BaseModel, TypeAdapter
 from spectree import Response as SpecResponse
 
 from wallet_api import validation
+from wallet_api.auth import require_scope
 from wallet_api.context import wallet_context
 from wallet_api.models import IdempotencyHeaders, Problem
 from wallet_api.openapi import BEARER, spec_tree
@@ -54,6 +56,12 @@ REPLAYED = {
 _RETRY_AFTER = {"description": "Seconds to wait before retrying", "schema": {"type": "string"}}
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"description": "Bearer challenge", "schema": {"type": "string"}}},
+    403: {
+        "WWW-Authenticate": {
+            "description": 'Bearer challenge with error="insufficient_scope" and the scope needed',
+            "schema": {"type": "string"},
+        }
+    },
     503: {"Retry-After": _RETRY_AFTER},
 }
 
@@ -66,6 +74,7 @@ class Contract:
 
     responses: dict[int, type[BaseModel]]
     headers: dict[int, dict[str, Any]] = field(default_factory=dict)
+    scope: str | None = None  # what the API key needs (keys.SCOPES); None: no key
 
 
 def operation(
@@ -76,20 +85,24 @@ def operation(
     query: type[BaseModel] | None = None,
     idempotent: bool = False,
     auth: bool = True,
+    scope: str | None = None,
     headers: dict[int, dict[str, Any]] | None = None,
 ) -> Callable[[View], Callable[..., Response]]:
     """Declare a view's inputs and answers; see the module docstring.
 
     ``ok`` is (status, model, description) of the success answer; ``problems``
-    the problem statuses the view itself may answer with. Those the request
-    checks produce are added here: 401 with ``auth``, 404 with a path id,
-    400/413/415/422 with a ``body``, 422 for a bad query string or
-    Idempotency-Key.
+    the problem statuses the view itself may answer with. With ``auth`` the
+    operation takes an API key, which must have ``scope`` (keys.SCOPES).
+    Those the request checks produce are added here: 401 and 403 with
+    ``auth``, 404 with a path id, 400/413/415/422 with a ``body``, 422 for a
+    bad query string or Idempotency-Key.
     """
+    if auth != (scope is not None):  # no operation forgets its scope
+        raise TypeError("an operation with auth needs a scope, and only one with auth")
     success, model, description = ok
     statuses = set(problems)
     if auth:
-        statuses |= {401, 422}  # 422: an unknown query parameter
+        statuses |= {401, 403, 422}  # 422: an unknown query parameter
     if body is not None:
         statuses |= {400, 413, 415, 422}
     if query is not None or idempotent:
@@ -108,7 +121,7 @@ def operation(
         for status, extra in (headers or {}).items():
             if status in responses:
                 response_headers[status] = {**response_headers.get(status, {}), **extra}
-        contract = Contract(responses, response_headers)
+        contract = Contract(responses, response_headers, scope)
         documented = spec_tree.validate(
             query=query,
             json=body,
@@ -119,7 +132,8 @@ def operation(
                     for status, m in responses.items()
                 }
             ),
-            security={BEARER: []} if auth else None,
+            # OpenAPI 3.1: a non-OAuth scheme may list the roles it needs.
+            security={BEARER: [scope]} if scope is not None else None,
             skip_validation=True,  # validated below, against the same models
         )(view)
 
@@ -127,9 +141,12 @@ def operation(
         def handler(**path: str) -> Response:
             kwargs: dict[str, Any] = {}
             if auth:
-                scope = wallet_context().api_keys.authenticate(request.headers.get("Authorization"))
-                key = validation.idempotency_key() if idempotent else None
-                kwargs["caller"] = Caller(scope, key)
+                assert scope is not None
+                key = wallet_context().api_keys.authenticate(request.headers.get("Authorization"))
+                g.key_id, g.tenant = key.id, key.tenant  # the access log's audit fields
+                require_scope(key, scope)
+                idempotency_key = validation.idempotency_key() if idempotent else None
+                kwargs["caller"] = Caller(key, g.request_id, idempotency_key)
                 parsed_query = validation.query(query)
                 if parsed_query is not None:
                     kwargs["query"] = parsed_query

@@ -80,8 +80,9 @@ IdempotencyKeyValue = Annotated[
         description=(
             "1-255 visible ASCII characters. Makes the request safe to retry: the same "
             "key and body return the first response (with Idempotent-Replayed: true) "
-            "without moving money again. Scoped per API key and per wallet (the `from` "
-            "wallet for transfers); kept for IDEMPOTENCY_TTL_SECONDS (default 24 h)."
+            "without moving money again. Scoped per tenant (a retry sent with another "
+            "API key of the same tenant replays) and per wallet (the `from` wallet for "
+            "transfers); kept for IDEMPOTENCY_TTL_SECONDS (default 24 h)."
         ),
     ),
 ]
@@ -177,6 +178,13 @@ class Transaction(_Response):
     # Present on the two entries of a transfer only.
     transfer_id: str | SkipJsonSchema[None] = None
     counterparty: WalletId | SkipJsonSchema[None] = None
+    # The audit trail; absent only on entries written before it was recorded.
+    key_id: str | SkipJsonSchema[None] = Field(
+        default=None, description="public id of the API key that moved the money"
+    )
+    request_id: str | SkipJsonSchema[None] = Field(
+        default=None, description="X-Request-ID of the request that moved the money"
+    )
 
 
 class MoneyResult(_Response):

@@ -118,8 +118,9 @@ def configure_logging(level: str) -> None:
 def init_request_logging(app: Flask, replica_id: str) -> None:
     """Request ids (honouring X-Request-ID) and one JSON access-log line per request.
 
-    Only method, route, status and timing are logged: never headers or bodies,
-    so API keys and Idempotency-Keys stay out of the logs.
+    Only method, route, status and timing are logged, and who called: the API
+    key's public id and its tenant (null when no key was accepted). Never
+    headers or bodies, so API keys and Idempotency-Keys stay out of the logs.
     """
     access = logging.getLogger("wallet_api.access")
 
@@ -147,6 +148,8 @@ def init_request_logging(app: Flask, replica_id: str) -> None:
                     if started is not None
                     else None,
                     "replica": replica_id,
+                    "key_id": getattr(g, "key_id", None),
+                    "tenant": getattr(g, "tenant", None),
                 },
             )
         return response

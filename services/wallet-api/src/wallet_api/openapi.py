@@ -16,6 +16,9 @@ Hand-written, because spectree has no way to say it (see _complete()):
   WWW-Authenticate);
 * path parameter schemas: spectree derives them from Flask's URL converters,
   which carry no pattern; they come from the path id type of models.py;
+* the API key scope an operation needs, in its description (it is also in
+  the operation's ``security`` requirement, which OpenAPI 3.1 allows for a
+  bearer scheme but few readers show);
 * spectree adds its validation-error status (422) to every operation, even to
   those that validate nothing such as /healthz: only declared statuses stay.
 """
@@ -31,6 +34,7 @@ from spectree import SecurityScheme, SecuritySchemeData, SpecTree
 from spectree.models import SecureType
 
 from wallet_api import __version__
+from wallet_api.keys import SCOPES
 from wallet_api.models import Problem
 
 DESCRIPTION = (
@@ -40,6 +44,14 @@ DESCRIPTION = (
     "errors are 422 and name the field."
 )
 BEARER = "bearerAuth"
+BEARER_DESCRIPTION = (
+    "An API key: `Authorization: Bearer <token>`. A key belongs to one tenant and "
+    "sees only that tenant's wallets: another tenant's wallet answers exactly as a "
+    "missing one (404). Each operation needs one scope (403 `insufficient-scope` "
+    "without it): "
+    + "; ".join(f"`{scope}`: {what}" for scope, what in SCOPES.items())
+    + ". Missing or unknown keys get 401."
+)
 
 spec_tree = SpecTree(
     "flask",
@@ -52,7 +64,12 @@ spec_tree = SpecTree(
     nested_naming_strategy=lambda _parent, child: child,
     validation_error_model=Problem,
     security_schemes=[
-        SecurityScheme(name=BEARER, data=SecuritySchemeData(type=SecureType.HTTP, scheme="bearer"))
+        SecurityScheme(
+            name=BEARER,
+            data=SecuritySchemeData(
+                type=SecureType.HTTP, scheme="bearer", description=BEARER_DESCRIPTION
+            ),
+        )
     ],
 )
 
@@ -99,6 +116,9 @@ def _complete(spec: dict[str, Any], app: Flask) -> None:
                 if parameter["in"] == "path":
                     parameter["schema"] = PATH_PARAMETERS[parameter["name"]].json_schema()
                     parameter["description"] = parameter["schema"].pop("description", "")
+            if contract.scope is not None:
+                need = f"API key scope: `{contract.scope}`."
+                op["description"] = f"{op.get('description') or ''}\n\n{need}".lstrip()
             for key in ("tags", "description"):
                 if not op.get(key):
                     op.pop(key, None)

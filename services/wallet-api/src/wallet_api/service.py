@@ -3,6 +3,9 @@
 A money-moving call builds an op (with its idempotency key, if sent), hands it
 to the per-process group committer, and turns the outcome into a response --
 the same response a later replay of that key returns.
+
+Every use case addresses wallets within the caller's tenant (WalletRef): a wallet
+of another tenant is not found, with the very answer a missing wallet gets.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any, Protocol
 from wallet_api.combiner import GroupCommitter
 from wallet_api.domain.ledger import EntryType, WalletNotFound
 from wallet_api.domain.operations import (
+    DEFAULT_TENANT,
+    Actor,
     Applied,
     Idempotency,
     KeyInUse,
@@ -28,9 +33,11 @@ from wallet_api.domain.operations import (
     StoredResponse,
     TransferApplied,
     TransferOp,
+    WalletRef,
 )
+from wallet_api.keys import ApiKey
 from wallet_api.problems import problem
-from wallet_api.store import WalletStore, idempotency_key
+from wallet_api.store import WalletStore, idempotency_key, legacy_idempotency_key
 
 
 class OperationMetrics(Protocol):
@@ -46,10 +53,19 @@ class ApiResponse:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling (API key scope) and the idempotency key they sent, if any."""
+    """Who is calling (the API key, hence the tenant), in which request, and the
+    idempotency key they sent, if any."""
 
-    scope: str
+    key: ApiKey
+    request_id: str
     idempotency_key: str | None = None
+
+    def wallet(self, wallet_id: str) -> WalletRef:
+        return WalletRef(self.key.tenant, wallet_id)
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.key.tenant, self.key.id, self.request_id)
 
 
 def fingerprint(method: str, path: str, body: dict[str, Any]) -> str:
@@ -131,21 +147,24 @@ class WalletService:
         self.metrics = metrics
         self.committer = GroupCommitter(store, render, shards=commit_shards)
 
-    def create_wallet(self, wallet_id: str | None, currency: str) -> ApiResponse:
-        wallet = self.store.create_wallet(wallet_id or uuid.uuid4().hex, currency)
+    def create_wallet(self, caller: Caller, wallet_id: str | None, currency: str) -> ApiResponse:
+        wallet = self.store.create_wallet(caller.wallet(wallet_id or uuid.uuid4().hex), currency)
         self.metrics.operation("create", "ok")
         return ApiResponse(201, wallet.to_dict(), {"Location": f"/wallets/{wallet.id}"})
 
-    def get_wallet(self, wallet_id: str) -> ApiResponse:
-        wallet = self.store.get_wallet(wallet_id)
+    def get_wallet(self, caller: Caller, wallet_id: str) -> ApiResponse:
+        wallet = self.store.get_wallet(caller.wallet(wallet_id))
         if wallet is None:
             raise WalletNotFound(f"wallet {wallet_id!r} does not exist")
         return ApiResponse(200, wallet.to_dict())
 
-    def history(self, wallet_id: str, cursor: int | None, limit: int) -> ApiResponse:
-        if self.store.get_wallet(wallet_id) is None:
+    def history(
+        self, caller: Caller, wallet_id: str, cursor: int | None, limit: int
+    ) -> ApiResponse:
+        wallet = caller.wallet(wallet_id)
+        if self.store.get_wallet(wallet) is None:
             raise WalletNotFound(f"wallet {wallet_id!r} does not exist")
-        entries, next_seq = self.store.history(wallet_id, before_seq=cursor, limit=limit)
+        entries, next_seq = self.store.history(wallet, before_seq=cursor, limit=limit)
         return ApiResponse(
             200,
             {
@@ -159,13 +178,13 @@ class WalletService:
         self, caller: Caller, entry_type: EntryType, wallet_id: str, amount: int, request_fp: str
     ) -> ApiResponse:
         idem = self._idempotency(caller, wallet_id, request_fp)
-        return self._run(MoneyOp(entry_type, wallet_id, amount, idem))
+        return self._run(MoneyOp(entry_type, wallet_id, amount, idem, actor=caller.actor))
 
     def transfer(
         self, caller: Caller, source: str, target: str, amount: int, request_fp: str
     ) -> ApiResponse:
         idem = self._idempotency(caller, source, request_fp)
-        return self._run(TransferOp(source, target, amount, idem))
+        return self._run(TransferOp(source, target, amount, idem, actor=caller.actor))
 
     def _run(self, op: Op) -> ApiResponse:
         outcome = self.committer.submit(op)
@@ -181,8 +200,13 @@ class WalletService:
 
     @staticmethod
     def _idempotency(caller: Caller, wallet_id: str, request_fp: str) -> Idempotency | None:
-        """Keys are scoped per API key and per (source) wallet; hashed to bound their length."""
+        """Keys are scoped per tenant, not per API key (a retry sent with a
+        rotated key replays), and per (source) wallet; hashed to bound their length."""
         if caller.idempotency_key is None:
             return None
         digest = hashlib.sha256(caller.idempotency_key.encode()).hexdigest()[:32]
-        return Idempotency(idempotency_key(wallet_id, caller.scope, digest), request_fp)
+        wallet = caller.wallet(wallet_id)
+        legacy = None
+        if wallet.tenant == DEFAULT_TENANT:  # its wallets may hold records from before tenants
+            legacy = legacy_idempotency_key(wallet, caller.key.legacy_scope, digest)
+        return Idempotency(idempotency_key(wallet, digest), request_fp, legacy)

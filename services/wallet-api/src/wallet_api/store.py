@@ -1,11 +1,17 @@
 """Redis persistence for wallets, ledgers and idempotency records.
 
-Key layout (all keys of one wallet carry the hash tag ``{w:<id>}``, so they
-share a Redis Cluster slot):
+Key layout (all keys of one wallet carry the hash tag ``{w:<tenant>:<id>}``,
+so they share a Redis Cluster slot; wallet ids are unique per tenant):
 
-    w:{w:<id>}                     HASH   currency, balance, seq, created_at, nonce
-    w:{w:<id>}:ledger              ZSET   member = entry JSON (has its id), score = seq
-    w:{w:<id>}:idem:<scope>:<key>  STRING idempotency record JSON, with TTL
+    w:{w:<tenant>:<id>}              HASH   currency, balance, seq, created_at, nonce
+    w:{w:<tenant>:<id>}:ledger       ZSET   member = entry JSON (has its id), score = seq
+    w:{w:<tenant>:<id>}:idem:<key>   STRING idempotency record JSON, with TTL
+
+The tenant ``default`` keeps the layout from before tenants, ``w:{w:<id>}``:
+the wallets created then are its wallets, with no data to migrate. (Neither
+tenants nor wallet ids contain ':', so the two forms never meet.) Idempotency
+records written then (``...:idem:<api key scope>:<key>``) are still read, see
+domain.operations.Idempotency.
 
 Money moves in batches (see combiner.py): one WATCH/MULTI per batch writes every
 op's balance change, ledger entry and idempotency record together. A batch and
@@ -41,7 +47,14 @@ except ImportError:  # pragma: no cover
     _hiredis = None  # type: ignore[assignment]
 
 from wallet_api.domain.ledger import LedgerEntry, Wallet, WalletExists
-from wallet_api.domain.operations import Op, Outcome, Render, StoredResponse
+from wallet_api.domain.operations import (
+    DEFAULT_TENANT,
+    Op,
+    Outcome,
+    Render,
+    StoredResponse,
+    WalletRef,
+)
 from wallet_api.domain.planner import BatchPlan, IdempotencyRecord, WalletState, plan_batch
 
 _CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError)
@@ -60,16 +73,25 @@ class OutcomeUnknown(Exception):
     committed: the operation may or may not have been applied."""
 
 
-def wallet_key(wallet_id: str) -> str:
-    return f"w:{{w:{wallet_id}}}"
+def wallet_key(wallet: WalletRef) -> str:
+    if wallet.tenant == DEFAULT_TENANT:  # the layout from before tenants (docstring)
+        return f"w:{{w:{wallet.id}}}"
+    return f"w:{{w:{wallet.tenant}:{wallet.id}}}"
 
 
-def ledger_key(wallet_id: str) -> str:
-    return f"{wallet_key(wallet_id)}:ledger"
+def ledger_key(wallet: WalletRef) -> str:
+    return f"{wallet_key(wallet)}:ledger"
 
 
-def idempotency_key(wallet_id: str, scope: str, key_digest: str) -> str:
-    return f"{wallet_key(wallet_id)}:idem:{scope}:{key_digest}"
+def idempotency_key(wallet: WalletRef, key_digest: str) -> str:
+    """Scoped per tenant (by the wallet key) and per wallet, not per API key: a
+    retry sent with a rotated key of the same tenant finds the record."""
+    return f"{wallet_key(wallet)}:idem:{key_digest}"
+
+
+def legacy_idempotency_key(wallet: WalletRef, api_key_scope: str, key_digest: str) -> str:
+    """Where the record was kept while records were scoped per API key."""
+    return f"{wallet_key(wallet)}:idem:{api_key_scope}:{key_digest}"
 
 
 class StoreMetrics(Protocol):
@@ -155,22 +177,22 @@ class WalletStore:
         except redis.RedisError:
             return False
 
-    def get_wallet(self, wallet_id: str) -> Wallet | None:
+    def get_wallet(self, wallet: WalletRef) -> Wallet | None:
         with _unavailable_as_error():
-            raw = self.redis.hmget(wallet_key(wallet_id), "currency", "balance", "created_at")
+            raw = self.redis.hmget(wallet_key(wallet), "currency", "balance", "created_at")
         currency, balance, created_at = (_decode(v) for v in raw)
         if currency is None or balance is None or created_at is None:
             return None
-        return Wallet(wallet_id, currency, int(balance), created_at)
+        return Wallet(wallet.id, currency, int(balance), created_at)
 
     def history(
-        self, wallet_id: str, *, before_seq: int | None, limit: int
+        self, wallet: WalletRef, *, before_seq: int | None, limit: int
     ) -> tuple[list[LedgerEntry], int | None]:
         """Entries newest first; returns (page, seq to pass as the next cursor)."""
         upper: str | int = f"({before_seq}" if before_seq is not None else "+inf"
         with _unavailable_as_error():
             raw = self.redis.zrevrangebyscore(
-                ledger_key(wallet_id), upper, "-inf", start=0, num=limit + 1
+                ledger_key(wallet), upper, "-inf", start=0, num=limit + 1
             )
         entries = [LedgerEntry.from_dict(json.loads(r)) for r in cast(list[bytes], raw)[:limit]]
         next_cursor = entries[-1].seq if len(raw) > limit else None
@@ -178,11 +200,12 @@ class WalletStore:
 
     # -- wallets -----------------------------------------------------------
 
-    def create_wallet(self, wallet_id: str, currency: str) -> Wallet:
-        """Create an empty wallet; WalletExists if the id is taken (by someone else)."""
+    def create_wallet(self, wallet: WalletRef, currency: str) -> Wallet:
+        """Create an empty wallet; WalletExists if the tenant has one with this id."""
+        wallet_id = wallet.id
         created_at = self.clock()
         nonce = uuid.uuid4().hex  # recognises our own commit after a lost EXEC reply
-        key = wallet_key(wallet_id)
+        key = wallet_key(wallet)
 
         def plan(replies: list[Any]) -> _Plan:
             existing = _decode(replies[0])
@@ -206,7 +229,11 @@ class WalletStore:
         what they decided: ledger entries, balances, idempotency records.
         """
         wallet_ids = list(dict.fromkeys(w for op in ops for w in op.wallets))
-        record_keys = list(dict.fromkeys(op.idempotency.key for op in ops if op.idempotency))
+        watched_records = list(dict.fromkeys(op.idempotency.key for op in ops if op.idempotency))
+        # Records from before tenants are read, not WATCHed: only pods of the previous
+        # version write them, and those do not see our records either (README, upgrading).
+        legacy = [op.idempotency.legacy_key for op in ops if op.idempotency]
+        record_keys = list(dict.fromkeys([*watched_records, *(k for k in legacy if k)]))
         reads: list[tuple[Any, ...]] = [
             ("HMGET", wallet_key(w), "currency", "balance", "seq") for w in wallet_ids
         ]
@@ -218,7 +245,7 @@ class WalletStore:
 
         def plan(replies: list[Any]) -> _Plan:
             nonlocal absent_at_first_read
-            states: dict[str, WalletState | None] = {}
+            states: dict[WalletRef, WalletState | None] = {}
             for wallet_id, (currency, balance, seq) in zip(wallet_ids, replies, strict=False):
                 states[wallet_id] = (
                     WalletState(currency.decode(), int(balance or 0), int(seq or 0))
@@ -241,21 +268,21 @@ class WalletStore:
                 states,
             )
 
-        keys = [wallet_key(w) for w in wallet_ids] + record_keys
+        keys = [wallet_key(w) for w in wallet_ids] + watched_records
         label = _batch_label(ops)
         started = time.perf_counter()
         outcomes = self._transact(label, keys, reads, plan)
         self.metrics.commit(label, time.perf_counter() - started, len(ops))
         return outcomes
 
-    def _writes(self, batch: BatchPlan, states: dict[str, WalletState | None]) -> _Plan:
+    def _writes(self, batch: BatchPlan, states: dict[WalletRef, WalletState | None]) -> _Plan:
         """The MULTI block for a planned batch, and a probe for one of its writes."""
         plan = _Plan(batch.outcomes, [], None)
-        for entry in batch.entries:
+        for wallet, entry in batch.entries:
             member = json.dumps(entry.to_dict())
-            plan.writes.append(("ZADD", ledger_key(entry.wallet_id), entry.seq, member))
+            plan.writes.append(("ZADD", ledger_key(wallet), entry.seq, member))
             if plan.probe is None:
-                plan.probe = ("ZSCORE", ledger_key(entry.wallet_id), member)
+                plan.probe = ("ZSCORE", ledger_key(wallet), member)
                 plan.probe_expect = str(entry.seq)
         for key, record in batch.records:
             value = _dump_record(record)

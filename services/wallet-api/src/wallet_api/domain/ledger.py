@@ -91,7 +91,11 @@ def apply_entry(balance: int, entry_type: EntryType, amount: int) -> int:
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """One line of a wallet's history; `seq` orders a wallet's entries."""
+    """One line of a wallet's history; `seq` orders a wallet's entries.
+
+    `key_id` and `request_id` are the audit trail: which API key moved the
+    money, in which request. Entries written before they were recorded have
+    neither."""
 
     id: str
     wallet_id: str
@@ -102,6 +106,8 @@ class LedgerEntry:
     created_at: str
     transfer_id: str | None = None
     counterparty: str | None = None
+    key_id: str | None = None
+    request_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # Hand-written, not dataclasses.asdict: this runs several times per
@@ -119,6 +125,10 @@ class LedgerEntry:
             data["transfer_id"] = self.transfer_id
         if self.counterparty is not None:
             data["counterparty"] = self.counterparty
+        if self.key_id is not None:
+            data["key_id"] = self.key_id
+        if self.request_id is not None:
+            data["request_id"] = self.request_id
         return data
 
     @classmethod

@@ -35,6 +35,7 @@ from wallet_api.domain.operations import (
     Replayed,
     StoredResponse,
     TransferApplied,
+    WalletRef,
 )
 
 
@@ -62,13 +63,14 @@ class BatchPlan:
     """What a batch decided: one outcome per op and everything to write."""
 
     outcomes: list[Outcome] = field(default_factory=list)
-    entries: list[LedgerEntry] = field(default_factory=list)  # new ledger lines, in order
+    # New ledger lines, in order, each with the wallet whose ledger it joins.
+    entries: list[tuple[WalletRef, LedgerEntry]] = field(default_factory=list)
     records: list[tuple[str, IdempotencyRecord]] = field(default_factory=list)
 
 
 def plan_batch(
     ops: Sequence[Op],
-    states: Mapping[str, WalletState | None],
+    states: Mapping[WalletRef, WalletState | None],
     records: Mapping[str, IdempotencyRecord | None],
     *,
     absent_at_first_read: set[str],
@@ -81,22 +83,26 @@ def plan_batch(
     `absent_at_first_read` the keys that had none when the caller first looked
     (a record there now was written by a concurrent request). A refused op is
     recorded under its key like any answer, except an op on an unknown wallet:
-    the wallet may exist by the time the client retries.
+    the wallet may exist by the time the client retries. A key's record from
+    before idempotency was scoped per tenant (``Idempotency.legacy_key``)
+    answers like its own record would.
     """
     plan = BatchPlan()
     claimed: dict[str, str] = {}  # key -> fingerprint, within this batch
     for op in ops:
         idem = op.idempotency
         if idem is not None:
-            answer = check_record(
-                idem, records.get(idem.key), claimed, idem.key in absent_at_first_read
-            )
+            key, record = idem.key, records.get(idem.key)
+            if record is None and idem.legacy_key is not None:
+                key, record = idem.legacy_key, records.get(idem.legacy_key)
+            answer = check_record(idem, record, claimed, key in absent_at_first_read)
             if answer is not None:
                 plan.outcomes.append(answer)
                 continue
         outcome, entries = apply_op(op, states, now)
         plan.outcomes.append(outcome)
-        plan.entries.extend(entries)
+        if entries:  # one per posting, in the order of op.wallets
+            plan.entries.extend(zip(op.wallets, entries, strict=True))
         unknown_wallet = isinstance(outcome, Refused) and isinstance(
             outcome.refusal, WalletNotFound
         )
@@ -108,12 +114,14 @@ def plan_batch(
 
 
 def apply_op(
-    op: Op, states: Mapping[str, WalletState | None], now: str
+    op: Op, states: Mapping[WalletRef, WalletState | None], now: str
 ) -> tuple[Outcome, list[LedgerEntry]]:
     """Run the ledger rules for one op against the batch's running state.
 
     Either every posting of the op applies or none does: balances are computed
     first, and `states` is only touched once the op is known to be allowed.
+    Wallets are looked up in the op's own tenant only (op.wallets), so another
+    tenant's wallet is not found, exactly like one that does not exist.
     """
     postings: list[tuple[str, EntryType]] = (
         [(op.wallet_id, op.entry_type)]
@@ -122,10 +130,10 @@ def apply_op(
     )
     ids = [wallet_id for wallet_id, _ in postings]
     wallets: list[WalletState] = []
-    for wallet_id in ids:
-        state = states.get(wallet_id)
+    for ref in op.wallets:  # the postings' wallets, in the same order
+        state = states.get(ref)
         if state is None:
-            return Refused(WalletNotFound(f"wallet {wallet_id!r} does not exist")), []
+            return Refused(WalletNotFound(f"wallet {ref.id!r} does not exist")), []
         wallets.append(state)
     try:
         if not isinstance(op, MoneyOp) and op.source == op.target:
@@ -160,6 +168,8 @@ def apply_op(
                 created_at=now,
                 transfer_id=op.id if transfer else None,
                 counterparty=_counterparty(op, kind),
+                key_id=op.actor.key_id,
+                request_id=op.actor.request_id,
             )
         )
     currency = wallets[0].currency

@@ -1,8 +1,9 @@
 """Wallets, deposits, withdrawals, transfers and history (Bearer API key).
 
 What each operation accepts and answers is declared once, in @operation and the
-models; the views only check what no schema can say (a transfer between two
-different wallets, the server's MAX_AMOUNT) and call the service.
+models, with the scope its API key needs; the views only check what no schema
+can say (a transfer between two different wallets, the server's MAX_AMOUNT)
+and call the service, which works within the caller's tenant.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from flask import Blueprint, request
 from wallet_api.context import wallet_context
 from wallet_api.contract import REPLAYED, operation
 from wallet_api.domain.ledger import EntryType
+from wallet_api.keys import MONEY_MOVE, WALLETS_CREATE, WALLETS_READ
 from wallet_api.models import (
     AmountRequest,
     CreateWalletRequest,
@@ -39,6 +41,7 @@ _KEY_IN_USE = {
 _MONEY: dict[str, Any] = {
     "problems": (404, 409, 422, 503),  # 422: balance limit, currency, key reused
     "idempotent": True,
+    "scope": MONEY_MOVE,
     "headers": {200: REPLAYED, 201: REPLAYED, 409: {**REPLAYED, **_KEY_IN_USE}, 422: REPLAYED},
 }
 
@@ -48,29 +51,40 @@ _MONEY: dict[str, Any] = {
     (201, Wallet, "Created"),
     problems=(409, 503),
     body=CreateWalletRequest,
+    scope=WALLETS_CREATE,
     headers={201: LOCATION},
 )
 def create_wallet(caller: Caller, body: CreateWalletRequest, raw: dict[str, Any]) -> ApiResponse:
     """Create a wallet
 
-    Supply `id` to make creation safe to retry (409 if it exists).
+    The wallet belongs to the API key's tenant. Ids are unique per tenant:
+    supply `id` to make creation safe to retry (409 if your tenant has it).
     """
-    return wallet_context().service.create_wallet(body.id, body.currency)
+    return wallet_context().service.create_wallet(caller, body.id, body.currency)
 
 
 @bp.get("/wallets/<wallet_id>")
-@operation((200, Wallet, "The wallet"), problems=(503,))
+@operation((200, Wallet, "The wallet"), problems=(503,), scope=WALLETS_READ)
 def get_wallet(caller: Caller, wallet_id: str) -> ApiResponse:
     """A wallet and its balance"""
-    return wallet_context().service.get_wallet(wallet_id)
+    return wallet_context().service.get_wallet(caller, wallet_id)
 
 
 @bp.get("/wallets/<wallet_id>/transactions")
-@operation((200, TransactionPage, "A page of entries"), problems=(503,), query=TransactionsQuery)
+@operation(
+    (200, TransactionPage, "A page of entries"),
+    problems=(503,),
+    query=TransactionsQuery,
+    scope=WALLETS_READ,
+)
 def transactions(caller: Caller, query: TransactionsQuery, wallet_id: str) -> ApiResponse:
-    """Ledger entries, newest first"""
+    """Ledger entries, newest first
+
+    Each entry names the API key (`key_id`) and the request (`request_id`)
+    that moved the money.
+    """
     cursor = int(query.cursor) if query.cursor is not None else None
-    return wallet_context().service.history(wallet_id, cursor, query.limit)
+    return wallet_context().service.history(caller, wallet_id, cursor, query.limit)
 
 
 @bp.post("/wallets/<wallet_id>/deposit")
