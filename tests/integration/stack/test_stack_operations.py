@@ -106,16 +106,24 @@ def test_an_alert_reaches_the_receiver_when_a_replica_stops(
     started = time.monotonic()
     ss.run(["docker", "stop", "-t", "20", victim], timeout=60)
     try:
-        fired = ss.poll(
-            "WalletApiReplicasLost received by alert-sink",
-            _sink_alerts,
-            lambda alerts: any(
-                a["alertname"] == "WalletApiReplicasLost" and a["status"] == "firing"
-                for a in alerts
-            ),
-            timeout=180,
-            interval=3,
-        )
+        try:
+            fired = ss.poll(
+                "WalletApiReplicasLost received by alert-sink",
+                _sink_alerts,
+                lambda alerts: any(
+                    a["alertname"] == "WalletApiReplicasLost" and a["status"] == "firing"
+                    for a in alerts
+                ),
+                timeout=180,
+                interval=3,
+            )
+        except AssertionError as exc:
+            prom = http.get(stack.url("prometheus.localhost", "/api/v1/alerts"),
+                            auth=stack.basic_auth, timeout=ss.HTTP_TIMEOUT).text[:800]  # fmt: skip
+            count = ss.prom_vector(stack, http, 'count(up{job="wallet-api"} == 1)')
+            raise AssertionError(
+                f"{exc}; Prometheus alerts: {prom}; replicas scraped: {count}"
+            ) from None
         took = time.monotonic() - started
         alert = next(a for a in fired if a["alertname"] == "WalletApiReplicasLost")
         assert alert["runbook_url"] == "docs/runbooks.md#walletapireplicaslost"
