@@ -19,9 +19,19 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/tmp/prometheus-multiproc")  
 from wallet_api.config import ConfigError, Settings
 
 try:
-    Settings.from_env()  # fail fast, with one line, before forking workers
+    _settings = Settings.from_env()  # fail fast, with one line, before forking workers
 except ConfigError as exc:
     sys.stderr.write(f"wallet-api: configuration error: {exc}\n")
+    sys.exit(2)
+
+# A Redis that could evict our keys is refused the same way (redis_clients.py):
+# an evicted idempotency record makes a retry pay twice. A Redis not reachable
+# yet is not a reason: /readyz stays 503 until it is and checks the policy too.
+from wallet_api.redis_clients import startup_check
+
+_problem = startup_check(_settings)
+if _problem is not None:
+    sys.stderr.write(f"wallet-api: configuration error: {_problem}\n")
     sys.exit(2)
 
 wsgi_app = "wallet_api:create_app()"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import fakeredis
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 from werkzeug.test import TestResponse
@@ -16,6 +17,15 @@ OTHER_KEY = "other-key-0123456789abcdef"
 SPEC = build_spec()
 # Response headers the API sets on purpose: each must be documented where it is sent.
 API_HEADERS = ("Location", "Idempotent-Replayed", "Retry-After", "WWW-Authenticate")
+
+
+class FakeRedis(fakeredis.FakeRedis):
+    """fakeredis has no INFO; the store reads maxmemory_policy from it (readiness)."""
+
+    maxmemory_policy = "noeviction"
+
+    def info(self, section: str | None = None, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return {"maxmemory_policy": self.maxmemory_policy}
 
 
 def auth(key: str = API_KEY, **extra: str) -> dict[str, str]:

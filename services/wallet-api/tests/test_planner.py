@@ -162,7 +162,7 @@ def test_a_batch_applies_in_order_against_a_running_balance() -> None:
 def test_idempotency_records_replays_and_conflicts() -> None:
     states = _states(w=0)
     first = Idempotency("k1", "fp1")
-    stored = IdempotencyRecord("fp1", "op-0", StoredResponse(200, {"balance": 1}))
+    stored = IdempotencyRecord("fp1", response=StoredResponse(200, {"balance": 1}))
     ops: list[Op] = [
         MoneyOp(EntryType.DEPOSIT, "w", 1, first),  # replayed from the record
         MoneyOp(EntryType.DEPOSIT, "w", 1, Idempotency("k1", "other")),  # reused key
@@ -178,12 +178,13 @@ def test_idempotency_records_replays_and_conflicts() -> None:
     assert isinstance(refused, Refused) and isinstance(in_use, KeyInUse)
     assert isinstance(ghost, Refused)
     assert [key for key, _ in plan.records] == ["k2"]
-    assert plan.records[0][1].response.status == 409
+    recorded = plan.records[0][1].outcome
+    assert isinstance(recorded, Refused) and isinstance(recorded.refusal, InsufficientFunds)
     assert plan.entries == []
 
 
 def test_a_record_written_since_the_first_read_means_a_concurrent_winner() -> None:
-    record = IdempotencyRecord("fp", "op-1", StoredResponse(200, {}))
+    record = IdempotencyRecord("fp", response=StoredResponse(200, {}))
     plan = plan_batch(
         [MoneyOp(EntryType.DEPOSIT, "w", 1, Idempotency("k", "fp"))],
         _states(w=0),
