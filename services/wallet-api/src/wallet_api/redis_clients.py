@@ -103,3 +103,19 @@ def startup_check(settings: Settings) -> str | None:
     finally:
         clients.main.close()
         clients.health.close()
+
+
+def main() -> int:
+    """`python -m wallet_api.redis_clients`: gunicorn.conf.py's start-up check, in a
+    child process. Exit 2 with one line on stderr when the start must be refused."""
+    import sys
+
+    problem = startup_check(Settings.from_env())
+    if problem is None:
+        return 0
+    sys.stderr.write(f"wallet-api: configuration error: {problem}\n")
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
