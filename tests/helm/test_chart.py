@@ -360,7 +360,9 @@ def test_builtin_redis(default):
     sts = default.get("StatefulSet", REDIS)
     c = container(sts)
     args = c["args"]
-    assert c["command"] == ["redis-server"]
+    # files/redis/redis-server.sh sets maxmemory from the memory limit, then runs redis-server.
+    assert c["command"] == ["sh", "/usr/local/etc/wallet-redis/redis-server.sh"]
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
     assert args[args.index("--appendonly") + 1] == "yes"
     assert args[args.index("--appendfsync") + 1] == "always"
     assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
@@ -421,14 +423,29 @@ def test_ingressroute_wallet(default):
     ir = default.get("IngressRoute", API)
     assert ir["apiVersion"] == "traefik.io/v1alpha1"
     assert ir["spec"]["entryPoints"] == ["websecure"]
-    route = ir["spec"]["routes"][0]
+    keyed, route = ir["spec"]["routes"]  # test_chart_ha.py: the keyed route and the retries
     assert route["match"] == "Host(`wallet.localhost`) && !PathPrefix(`/metrics`)"
-    assert route["services"] == [
-        {"kind": "Service", "name": API, "port": 8000, "serversTransport": API}
-    ]
-    assert "middlewares" not in route, "the API uses its own Bearer auth"
+    assert (
+        route["services"]
+        == keyed["services"]
+        == [
+            {
+                "kind": "Service",
+                "name": API,
+                "port": 8000,
+                "serversTransport": API,
+                "passiveHealthCheck": {"failureWindow": "5s", "maxFailedAttempts": 1},
+            }
+        ]
+    )
+    # The API uses its own Bearer auth: the only middlewares are the retries.
+    assert route["middlewares"] == [{"name": "wallet-stack-retry"}]
     assert ir["spec"]["tls"] == {"secretName": "wallet-stack-tls"}
-    assert not default.of_kind("Ingress") and not default.of_kind("Middleware")
+    assert not default.of_kind("Ingress")
+    assert {m["metadata"]["name"] for m in default.of_kind("Middleware")} == {
+        "wallet-stack-retry",
+        "wallet-stack-retry-keyed",
+    }
 
 
 def test_all_routes(helm):
@@ -457,7 +474,7 @@ def test_all_routes(helm):
     redirect = m.get("Middleware", "wallet-stack-dashboard-redirect")["spec"]["redirectRegex"]
     assert redirect["replacement"] == "${1}/dashboard/"
     n, errors = _load_crd_check().check_documents(list(m))
-    assert n == 9 and not errors, errors
+    assert n == 11 and not errors, errors  # the two wallet retry Middlewares included
 
 
 def test_plain_ingress_mode(helm):
@@ -514,9 +531,10 @@ def _seconds(duration) -> float:
 
 def _wallet_idle_timeout_problems(m) -> list[str]:
     """Why the wallet route's upstream idle timeout is not shorter than the API's keep-alive."""
-    (route,) = m.get("IngressRoute", API)["spec"]["routes"]
-    (svc,) = route["services"]
-    ref = svc.get("serversTransport")
+    routes = m.get("IngressRoute", API)["spec"]["routes"]  # with its Idempotency-Key twin
+    refs = {svc.get("serversTransport") for route in routes for svc in route["services"]}
+    assert len(refs) == 1, refs
+    (ref,) = refs
     if not ref:
         return ["the wallet IngressRoute service has no serversTransport (Traefik default: 90s)"]
     if not m.has("ServersTransport", ref):
@@ -541,7 +559,7 @@ def test_wallet_route_closes_idle_connections_before_gunicorn(helm, values):
     st = m.get("ServersTransport", API)
     assert st["apiVersion"] == "traefik.io/v1alpha1"
     assert st["metadata"]["namespace"] == "wallet"
-    assert st["spec"] == {"forwardingTimeouts": {"idleConnTimeout": "3s"}}
+    assert st["spec"] == {"forwardingTimeouts": {"idleConnTimeout": "3s", "dialTimeout": "1s"}}
     # IngressRoute mode: the Service needs no annotation (and the CRD provider ignores it)
     svc_ann = m.get("Service", API)["metadata"].get("annotations") or {}
     assert SERVERSTRANSPORT_ANNOTATION not in svc_ann

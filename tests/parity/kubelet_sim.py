@@ -15,13 +15,17 @@ Used by test_probes_in_docker.py and (expansion, secrets) by parity_check.py.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import http.client
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 # Kubernetes API defaults of a Probe.
 PROBE_DEFAULTS = {
@@ -233,8 +237,13 @@ def docker_run_flags(
     env: Mapping[str, str],
     *,
     tmpfs_for_pvc: bool = False,
+    configmaps: Mapping[str, Mapping[str, str]] | None = None,
 ) -> RunSpec:
-    """`docker run` flags reproducing what the pod spec asks of the runtime."""
+    """`docker run` flags reproducing what the pod spec asks of the runtime.
+
+    ConfigMap volumes (`configmaps`: name -> data) become read-only bind mounts of a
+    temporary directory holding one file per key (mode 0644, like the kubelet's
+    default), removed when the process exits."""
     spec = pod_spec(workload)
     psc = dict(spec.get("securityContext") or {})
     csc = dict(container.get("securityContext") or {})
@@ -288,13 +297,24 @@ def docker_run_flags(
             if size:
                 opts.append(f"size={_quantity_bytes(size)}")
             flags += ["--tmpfs", f"{path}:{','.join(opts)}" if opts else path]
+        elif vol is not None and "configMap" in vol and configmaps is not None:
+            name = vol["configMap"]["name"]
+            if name not in configmaps:
+                raise UnsupportedSpec(f"volume {m['name']}: ConfigMap {name} is not rendered")
+            directory = Path(tempfile.mkdtemp(prefix="kubelet-sim-configmap-"))
+            atexit.register(shutil.rmtree, directory, True)
+            directory.chmod(0o755)
+            for key, value in configmaps[name].items():
+                (directory / key).write_text(value)
+                (directory / key).chmod(0o644)
+            flags += ["--volume", f"{directory}:{path}:ro"]
         elif vol is None and m["name"] in claims:
             # PVC from volumeClaimTemplates: an anonymous volume (initialised from the
             # image's directory, like a fresh PV owned via fsGroup).
             flags += ["--tmpfs", path] if tmpfs_for_pvc else ["--volume", path]
         else:
             raise UnsupportedSpec(
-                f"volume {m['name']}: only emptyDir and volumeClaimTemplates are simulated"
+                f"volume {m['name']}: only emptyDir, configMap and volumeClaimTemplates are simulated"
             )
 
     limits = (container.get("resources") or {}).get("limits") or {}
