@@ -9,7 +9,8 @@ import stack_support as ss
 
 pytestmark = pytest.mark.stack
 
-EXPECTED_SERVICES = {"traefik", "prometheus", "whoami", "wallet-api", "redis"}
+EXPECTED_SERVICES = {"traefik", "prometheus", "whoami", "wallet-api", "redis",
+                     "redis-replica-1", "redis-replica-2", "sentinel-1", "sentinel-2", "sentinel-3"}  # fmt: skip
 # traefik/whoami is a scratch image with no healthcheck (see docker-compose.traefik.yml).
 WITHOUT_HEALTHCHECK = {"whoami"}
 
