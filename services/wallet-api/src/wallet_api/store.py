@@ -183,20 +183,6 @@ class _Attempts:
     ambiguous: bool = False  # some EXEC may have committed unseen
 
 
-@contextmanager
-def _reading(wallet_id: str) -> Iterator[None]:
-    """Reads of one wallet: typed errors only (a key of the wrong type or data that
-    does not parse is that wallet's problem, not a 500)."""
-    try:
-        yield
-    except _CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(str(exc)) from exc
-    except redis.ResponseError as exc:
-        raise _node_error(exc) or WalletUnavailable(f"wallet {wallet_id!r}: {exc}") from exc
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise WalletUnavailable(f"wallet {wallet_id!r}: {exc!r}") from exc
-
-
 class _Broken(redis.ConnectionError):
     """The connection failed part-way through a round trip; ``replies`` holds
     the replies read before it did."""
@@ -274,8 +260,22 @@ class WalletStore:
         except redis.RedisError:
             return "Redis does not answer"
 
+    @contextmanager
+    def _reading(self, wallet_id: str) -> Iterator[None]:
+        """Reads of one wallet: typed errors only (a key of the wrong type or data that
+        does not parse is that wallet's problem, not a 500)."""
+        try:
+            yield
+        except _CONNECTION_ERRORS as exc:
+            self._drop_idle_connections()
+            raise StoreUnavailable(str(exc)) from exc
+        except redis.ResponseError as exc:
+            raise _node_error(exc) or WalletUnavailable(f"wallet {wallet_id!r}: {exc}") from exc
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise WalletUnavailable(f"wallet {wallet_id!r}: {exc!r}") from exc
+
     def get_wallet(self, wallet_id: str) -> Wallet | None:
-        with _reading(wallet_id):
+        with self._reading(wallet_id):
             raw = self.redis.hmget(wallet_key(wallet_id), "currency", "balance", "created_at")
             currency, balance, created_at = (_decode(v) for v in raw)
             if currency is None or balance is None or created_at is None:
@@ -287,7 +287,7 @@ class WalletStore:
     ) -> tuple[list[LedgerEntry], int | None]:
         """Entries newest first; returns (page, seq to pass as the next cursor)."""
         upper: str | int = f"({before_seq}" if before_seq is not None else "+inf"
-        with _reading(wallet_id):
+        with self._reading(wallet_id):
             raw = self.redis.zrevrangebyscore(
                 ledger_key(wallet_id), upper, "-inf", start=0, num=limit + 1, withscores=True
             )
@@ -494,6 +494,7 @@ class WalletStore:
             return committed
         except _CONNECTION_ERRORS as exc:
             conn.disconnect()  # its WATCH state is unknowable now
+            self._drop_idle_connections()
             if exec_sent and decided is not None:
                 partial = exc.replies if isinstance(exc, _Broken) else []
                 at = 1 + len(decided.writes)  # EXEC's reply
@@ -509,6 +510,14 @@ class WalletStore:
             raise
         finally:
             pool.release(conn)
+
+    def _drop_idle_connections(self) -> None:
+        """After a connection error, the pooled connections to the same server are
+        likely dead too: a network partition sends no FIN, and each would cost a
+        socket timeout before it is found out. Closed, they reconnect when next used,
+        through Sentinel (to the current primary) when it is configured."""
+        for client in {id(c): c for c in (self.redis, self.health_client)}.values():
+            client.connection_pool.disconnect(inuse_connections=False)
 
     def _committed(self, decided: _Plan, replies: list[Any]) -> list[Outcome] | None:
         """The outcomes of a MULTI..EXEC block, None after a WATCH conflict.
