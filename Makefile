@@ -16,6 +16,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 COMPOSE_EDGE := docker compose -f docker-compose.traefik.yml
 COMPOSE_ALL := docker compose -f docker-compose.traefik.yml -f docker-compose.yml
+# Redis HA overlay (primary, 2 replicas, 3 Sentinels): make up-ha. down/clean use it
+# too, so they also remove what up-ha started (and its volumes).
+COMPOSE_HA := $(COMPOSE_ALL) -f docker-compose.ha.yml
 PYTHON_IMAGE ?= python:3.12-slim-bookworm
 WALLET_API_IMAGE ?= wallet-stack/wallet-api:dev
 PORT ?= 8000
@@ -60,7 +63,7 @@ lint: venv ## ruff, mypy, shellcheck, hadolint, actionlint, yamllint, promtool, 
 	$(VENV)/bin/ruff format --check $(SERVICE) tools tests
 	cd $(SERVICE) && ../../$(VENV)/bin/mypy
 	cd tools && ../$(VENV)/bin/mypy
-	$(VENV)/bin/shellcheck virtual.sh scripts/*.sh .ci/run
+	$(VENV)/bin/shellcheck virtual.sh scripts/*.sh .ci/run infra/redis/*.sh
 	$(VENV)/bin/hadolint $(SERVICE)/Dockerfile infra/airgap/*/Dockerfile
 	$(VENV)/bin/actionlint
 	$(VENV)/bin/yamllint -s .
@@ -208,21 +211,31 @@ grafana: images secrets ## Optional Grafana with the wallet-stack dashboard at h
 	  echo "grafana: skipped: air-gapped mode has no Grafana image (Debian ships none); the dashboard's queries are tested against Prometheus (make e2e)"; \
 	else $(COMPOSE_ALL) --profile grafana up -d --wait grafana; fi
 
+.PHONY: up-ha
+up-ha: images secrets ## Like `make up`, with Redis HA: primary + 2 replicas + 3 Sentinels (docker-compose.ha.yml)
+	@$(MAKE) --no-print-directory _up_ha
+
+.PHONY: _up_ha
+_up_ha:
+	$(COMPOSE_HA) up -d --build --wait
+	scripts/wait-healthy.sh
+	@$(PY) -m stackctl urls --wait 60
+
 .PHONY: down
-down: ## Stop and remove the stack's containers (volumes are kept; `make clean` drops them)
-	$(COMPOSE_ALL) --profile grafana down --remove-orphans
+down: ## Stop and remove the stack's containers, HA ones included (volumes are kept; `make clean` drops them)
+	$(COMPOSE_HA) --profile grafana down --remove-orphans
 
 .PHONY: clean
 clean: ## Stop the stack and delete its volumes (Redis data, Prometheus TSDB)
-	$(COMPOSE_ALL) --profile grafana down --remove-orphans --volumes
+	$(COMPOSE_HA) --profile grafana down --remove-orphans --volumes
 
 .PHONY: logs
 logs: ## Follow the stack's logs
-	$(COMPOSE_ALL) logs -f --tail=100
+	$(COMPOSE_HA) logs -f --tail=100
 
 .PHONY: ps
 ps: ## Show the stack's containers and their health
-	$(COMPOSE_ALL) ps
+	$(COMPOSE_HA) ps
 
 .PHONY: bench-stack
 bench-stack: ## Same wrk load through Traefik (HTTPS) and straight to one replica, with the ratio (runs `make up` if needed)

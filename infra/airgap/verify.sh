@@ -22,7 +22,7 @@ PASSED=0
 FAILED=0
 
 cleanup() {
-	docker rm -f "$ID-redis" "$ID-traefik" "$ID-prom" "$ID-whoami" >/dev/null 2>&1 || true
+	docker rm -f "$ID-redis" "$ID-sentinel" "$ID-traefik" "$ID-prom" "$ID-whoami" >/dev/null 2>&1 || true
 	docker network rm "$NET" >/dev/null 2>&1 || true
 	docker rmi "$ID-pip:latest" >/dev/null 2>&1 || true
 	rm -rf "$WORK"
@@ -74,6 +74,15 @@ if [ "$(docker run --rm --network "$NET" --entrypoint redis-cli "$REDIS_IMAGE" -
 	ok "redis: reachable from another container on a user network"
 else
 	fail "redis: not reachable over the network"
+fi
+
+# --- redis sentinel: what docker-compose.ha.yml runs (infra/redis/sentinel.sh) -----------
+docker run -d --name "$ID-sentinel" --network "$NET" --entrypoint sh "$REDIS_IMAGE" -c \
+	"printf 'port 26379\nsentinel resolve-hostnames yes\nsentinel monitor m $ID-redis 6379 1\nsentinel auth-pass m s3cret\n' >/tmp/s.conf && exec redis-server /tmp/s.conf --sentinel" >/dev/null
+if wait_for 20 sh -c "docker exec '$ID-sentinel' redis-cli -p 26379 sentinel get-master-addr-by-name m | grep -q 6379"; then
+	ok "redis: redis-server --sentinel watches the primary ($(docker run --rm --entrypoint sh "$REDIS_IMAGE" -c 'command -v redis-sentinel || echo no redis-sentinel binary'))"
+else
+	fail "redis: sentinel: $(docker logs "$ID-sentinel" 2>&1 | tail -n 2 | tr '\n' ' ')"
 fi
 
 # --- traefik: version, and healthcheck --ping like compose uses it ----------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from typing import Any
 
@@ -22,6 +23,22 @@ try:
     Settings.from_env()  # fail fast, with one line, before forking workers
 except ConfigError as exc:
     sys.stderr.write(f"wallet-api: configuration error: {exc}\n")
+    sys.exit(2)
+
+# A Redis that could evict our keys is refused the same way (redis_clients.py):
+# an evicted idempotency record makes a retry pay twice. A Redis not reachable
+# yet is not a reason: /readyz stays 503 until it is and checks the policy too.
+# In a child process: importing redis here, in the master, would import ssl
+# before the gevent workers monkey-patch it.
+_check = subprocess.run(
+    [sys.executable, "-m", "wallet_api.redis_clients"],
+    capture_output=True,
+    text=True,
+    timeout=60,
+    check=False,
+)
+if _check.returncode == 2:
+    sys.stderr.write(_check.stderr)
     sys.exit(2)
 
 wsgi_app = "wallet_api:create_app()"

@@ -28,9 +28,22 @@ def test_printed_smoke_test_works_as_printed(fresh: Fresh) -> None:
     assert step.returncode == 0, step.output
     assert f"https://wallet.localhost:{fresh.stack().https_port}/status" in step.output
     # stdout and stderr are one stream here; curl's progress meter (stderr, no terminal)
-    # may come before or after the body.
-    body = json.loads(next(line for line in step.output.splitlines() if line.startswith("{")))
+    # may come before, after or on the same line as the body (which has no newline).
+    body = _first_json_object(step.output)
+    assert body is not None, step.output
     assert body["redis"] == "ok", body
+
+
+def _first_json_object(text: str) -> dict | None:
+    decoder = json.JSONDecoder()
+    for start in (i for i, c in enumerate(text) if c == "{"):
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
 
 
 def test_wallet_status_through_traefik_with_verified_tls(fresh: Fresh) -> None:

@@ -45,6 +45,7 @@ ROUTE_SERVICE_KEYS = {
     "nativeLB",
     "nodePortLB",
     "passHostHeader",
+    "passiveHealthCheck",
     "port",
     "responseForwarding",
     "scheme",

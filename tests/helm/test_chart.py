@@ -470,7 +470,9 @@ def test_builtin_redis(default):
     sts = default.get("StatefulSet", REDIS)
     c = container(sts)
     args = c["args"]
-    assert c["command"] == ["redis-server"]
+    # files/redis/redis-server.sh sets maxmemory from the memory limit, then runs redis-server.
+    assert c["command"] == ["sh", "/usr/local/etc/wallet-redis/redis-server.sh"]
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
     assert args[args.index("--appendonly") + 1] == "yes"
     assert args[args.index("--appendfsync") + 1] == "always"
     users = _acl_users(args)
@@ -582,18 +584,31 @@ def test_ingressroute_wallet(default):
     ir = default.get("IngressRoute", API)
     assert ir["apiVersion"] == "traefik.io/v1alpha1"
     assert ir["spec"]["entryPoints"] == ["websecure"]
-    route = ir["spec"]["routes"][0]
+    keyed, route = ir["spec"]["routes"]  # test_chart_ha.py: the keyed route and the retries
     assert route["match"] == "Host(`wallet.localhost`) && !PathPrefix(`/metrics`)"
-    assert route["services"] == [
-        {"kind": "Service", "name": API, "port": 8000, "serversTransport": API}
-    ]
-    # The API has its own Bearer auth: only the edge protection, as compose orders it
-    # (the entrypoint's security headers, then the router's rate limit and in-flight cap).
-    assert route["middlewares"] == [
+    assert (
+        route["services"]
+        == keyed["services"]
+        == [
+            {
+                "kind": "Service",
+                "name": API,
+                "port": 8000,
+                "serversTransport": API,
+                "passiveHealthCheck": {"failureWindow": "5s", "maxFailedAttempts": 1},
+            }
+        ]
+    )
+    # The API has its own Bearer auth: the edge protection, as compose orders it (the
+    # entrypoint's security headers, then the router's rate limit and in-flight cap),
+    # then the route's retry.
+    edge = [
         {"name": "wallet-stack-security-headers"},
         {"name": "wallet-stack-wallet-rate-limit"},
         {"name": "wallet-stack-wallet-in-flight"},
     ]
+    assert route["middlewares"] == [*edge, {"name": "wallet-stack-retry"}]
+    assert keyed["middlewares"] == [*edge, {"name": "wallet-stack-retry-keyed"}]
     assert ir["spec"]["tls"] == {
         "secretName": "wallet-stack-tls",
         "options": {"name": "wallet-stack-tls-options"},
@@ -603,6 +618,8 @@ def test_ingressroute_wallet(default):
         "wallet-stack-security-headers",
         "wallet-stack-wallet-rate-limit",
         "wallet-stack-wallet-in-flight",
+        "wallet-stack-retry",
+        "wallet-stack-retry-keyed",
     }, "no basic-auth middleware without a basic-auth route"
 
 
@@ -625,8 +642,8 @@ def test_edge_middlewares_and_tls_options_carry_the_values(helm):
     )
     assert not off.has("Middleware", "wallet-stack-security-headers")
     assert not off.of_kind("TLSOption")
-    route = off.get("IngressRoute", API)["spec"]["routes"][0]
-    assert {"name": "wallet-stack-security-headers"} not in route["middlewares"]
+    for route in off.get("IngressRoute", API)["spec"]["routes"]:
+        assert {"name": "wallet-stack-security-headers"} not in route["middlewares"]
     assert off.get("IngressRoute", API)["spec"]["tls"] == {"secretName": "wallet-stack-tls"}
 
 
@@ -663,9 +680,8 @@ def test_all_routes(helm):
     redirect = m.get("Middleware", "wallet-stack-dashboard-redirect")["spec"]["redirectRegex"]
     assert redirect["replacement"] == "${1}/dashboard/"
     n, errors = _load_crd_check().check_documents(list(m))
-    assert n == 16 and not errors, (
-        errors
-    )  # + the Alertmanager IngressRoute and the redis ServiceMonitor
+    # + the Alertmanager IngressRoute, the redis ServiceMonitor, the two retry Middlewares
+    assert n == 18 and not errors, errors
 
 
 def test_plain_ingress_mode(helm):
@@ -733,9 +749,10 @@ def _seconds(duration) -> float:
 
 def _wallet_idle_timeout_problems(m) -> list[str]:
     """Why the wallet route's upstream idle timeout is not shorter than the API's keep-alive."""
-    (route,) = m.get("IngressRoute", API)["spec"]["routes"]
-    (svc,) = route["services"]
-    ref = svc.get("serversTransport")
+    routes = m.get("IngressRoute", API)["spec"]["routes"]  # with its Idempotency-Key twin
+    refs = {svc.get("serversTransport") for route in routes for svc in route["services"]}
+    assert len(refs) == 1, refs
+    (ref,) = refs
     if not ref:
         return ["the wallet IngressRoute service has no serversTransport (Traefik default: 90s)"]
     if not m.has("ServersTransport", ref):
@@ -760,7 +777,7 @@ def test_wallet_route_closes_idle_connections_before_gunicorn(helm, values):
     st = m.get("ServersTransport", API)
     assert st["apiVersion"] == "traefik.io/v1alpha1"
     assert st["metadata"]["namespace"] == "wallet"
-    assert st["spec"] == {"forwardingTimeouts": {"idleConnTimeout": "3s"}}
+    assert st["spec"] == {"forwardingTimeouts": {"idleConnTimeout": "3s", "dialTimeout": "1s"}}
     # IngressRoute mode: the Service needs no annotation (and the CRD provider ignores it)
     svc_ann = m.get("Service", API)["metadata"].get("annotations") or {}
     assert SERVERSTRANSPORT_ANNOTATION not in svc_ann

@@ -17,7 +17,8 @@ def _kind_job_script() -> str:
 
 def test_readiness_check_waits_for_the_crds_the_default_chart_renders(default):
     """The kind job waits for Traefik's CRDs before `helm install wallet-stack`: it must name
-    exactly the traefik.io kinds of a default rendering."""
+    exactly the traefik.io kinds of a default rendering (the wallet routes' retries are
+    Middlewares)."""
     rendered = {
         f"{d['kind'].lower()}s.{d['apiVersion'].split('/')[0]}"
         for d in default

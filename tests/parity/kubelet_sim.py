@@ -17,10 +17,13 @@ Used by test_probes_in_docker.py and (expansion, secrets) by parity_check.py.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import http.client
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -243,11 +246,14 @@ def docker_run_flags(
     volume_prefix: str = "kubelet-sim",
     manifests: list[dict] | None = None,
     files_dir: Path | None = None,
+    configmaps: Mapping[str, Mapping[str, str]] | None = None,
 ) -> RunSpec:
     """`docker run` flags reproducing what the pod spec asks of the runtime.
 
     Secret volumes need the rendered `manifests` (the Secret) and a `files_dir` to
-    write its items to."""
+    write its items to. ConfigMap volumes (`configmaps`: name -> data) become read-only
+    bind mounts of a temporary directory holding one file per key (mode 0644, like the
+    kubelet's default), removed when the process exits."""
     spec = pod_spec(workload)
     psc = dict(spec.get("securityContext") or {})
     csc = dict(container.get("securityContext") or {})
@@ -306,6 +312,17 @@ def docker_run_flags(
             if size:
                 opts.append(f"size={_quantity_bytes(size)}")
             flags += ["--tmpfs", f"{path}:{','.join(opts)}" if opts else path]
+        elif vol is not None and "configMap" in vol and configmaps is not None:
+            name = vol["configMap"]["name"]
+            if name not in configmaps:
+                raise UnsupportedSpec(f"volume {m['name']}: ConfigMap {name} is not rendered")
+            directory = Path(tempfile.mkdtemp(prefix="kubelet-sim-configmap-"))
+            atexit.register(shutil.rmtree, directory, True)
+            directory.chmod(0o755)
+            for key, value in configmaps[name].items():
+                (directory / key).write_text(value)
+                (directory / key).chmod(0o644)
+            flags += ["--volume", f"{directory}:{path}:ro"]
         elif vol is None and m["name"] in claims:
             # PVC from volumeClaimTemplates. With fsGroup: a named volume the caller hands
             # to that group first (a fresh PV after the kubelet's ownership change); else an
@@ -325,8 +342,8 @@ def docker_run_flags(
             flags += ["--volume", f"{host}:{path}:ro"]
         else:
             raise UnsupportedSpec(
-                f"volume {m['name']}: only emptyDir, volumeClaimTemplates and Secret "
-                "(with the manifests) are simulated"
+                f"volume {m['name']}: only emptyDir, configMap, volumeClaimTemplates and "
+                "Secret (with the manifests) are simulated"
             )
 
     limits = (container.get("resources") or {}).get("limits") or {}

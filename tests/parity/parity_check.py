@@ -52,6 +52,7 @@ API_SOURCE = ROOT / "services" / "wallet-api"  # build context of the wallet-api
 # Traefik's forwardingTimeouts.idleConnTimeout when nothing sets it (static default and
 # every ServersTransport that leaves it out).
 TRAEFIK_DEFAULT_IDLE_CONN_TIMEOUT = "90s"
+TRAEFIK_DEFAULT_DIAL_TIMEOUT = "30s"
 SERVERSTRANSPORT_ANNOTATION = "traefik.ingress.kubernetes.io/service.serverstransport"
 
 # Env vars only the chart sets, each with the compose equivalent.
@@ -241,6 +242,34 @@ def add_upstream_idle(o: Observations, source: str, idle: Any, keepalive: int) -
         f"{source} < API keep-alive ({keepalive}s)",
         0 < idle_s < keepalive,
     )
+
+
+def quantity_bytes(value: str | int) -> int:
+    """A memory size as compose (bytes, after `config`) or Kubernetes (`256Mi`) writes it."""
+    units = {"": 1, "k": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
+             "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}  # fmt: skip
+    m = re.fullmatch(r"([0-9]+)([kMGT]i?|Ki)?", str(value))
+    if not m:
+        raise ParityError(f"memory quantity {value!r}")
+    return int(m.group(1)) * units[m.group(2) or ""]
+
+
+def script_digest(text: str | bytes) -> str:
+    """Scripts compose and the chart run, compared by content."""
+    import hashlib
+
+    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()[:16]
+
+
+def redis_start(command: list[str]) -> tuple[str | None, list[str]]:
+    """(start script or None, redis-server flags) of a Redis container command: either
+    redis-server itself or infra/redis/redis-server.sh, which passes its flags on."""
+    for i, word in enumerate(command):
+        if word == "redis-server":
+            return None, command[i + 1 :]
+        if word.endswith("/redis-server.sh"):
+            return word, command[i + 1 :]
+    raise ParityError(f"no redis-server in {command}")
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -606,12 +635,19 @@ def observe_compose(cfg: dict, *, env_example: Path = ROOT / ".env.example") -> 
     command = [c.replace("$$", "$") for c in (redis.get("command") or ["redis-server"])]
     if command[:2] == ["sh", "-c"]:
         command = shlex.split(command[2])
-    args = command[command.index("redis-server") + 1 :]
+    script, args = redis_start(command)
     flags = redis_flags(args)
     o.add("redis.acl", "redis-server --user rules", redis_acl(args))
     exporter = services.get("redis-exporter") or {}
     o.add("redis.exporter.user", "redis-exporter REDIS_USER",
           (exporter.get("environment") or {}).get("REDIS_USER"))  # fmt: skip
+    o.add("redis.eviction_policy", "redis-server --maxmemory-policy", flags.get("maxmemory-policy"))
+    limit = ((redis.get("deploy") or {}).get("resources") or {}).get("limits", {}).get("memory")
+    o.add("redis.memory_limit", "deploy.resources.limits.memory", quantity_bytes(limit or 0))
+    o.add("redis.maxmemory_percent", "REDIS_MAXMEMORY_PERCENT (redis-server.sh)",
+          (redis.get("environment") or {}).get("REDIS_MAXMEMORY_PERCENT"))  # fmt: skip
+    o.add("redis.start_script", "the script the command runs, through its bind mount",
+          script_digest(_mounted(redis, script).read_bytes()) if script else None)  # fmt: skip
     o.add("redis.persistence", "redis-server flags",
           {"appendonly": flags.get("appendonly"), "appendfsync": flags.get("appendfsync")})  # fmt: skip
     redis_env = redis.get("environment") or {}
@@ -741,6 +777,13 @@ def observe_compose(cfg: dict, *, env_example: Path = ROOT / ".env.example") -> 
     # Flags are lower-cased by traefik_static; a file-provider ServersTransport is not.
     timeout = idle.get("idleconntimeout") or idle.get("idleConnTimeout")
     add_upstream_idle(o, source, timeout or TRAEFIK_DEFAULT_IDLE_CONN_TIMEOUT, keepalive)
+    passive = {k.lower(): v for k, v in api_lb.get("wallet", next(iter(api_lb.values()))).items()}
+    o.add("traefik.api_passive_health_check", "wallet service passivehealthcheck labels",
+          (seconds(passive.get("loadbalancer.passivehealthcheck.failurewindow", "0s")),
+           int(passive.get("loadbalancer.passivehealthcheck.maxfailedattempts", 0))))  # fmt: skip
+    dial = idle.get("dialtimeout") or idle.get("dialTimeout") or TRAEFIK_DEFAULT_DIAL_TIMEOUT
+    o.add("traefik.api_upstream_dial_timeout", source.replace("idleConnTimeout", "dialTimeout"),
+          seconds(dial))  # fmt: skip
 
     # ------------------------------------------------ basic auth
     o.add("basic_auth.user", "BASIC_AUTH_USER of a fresh `make secrets` .env (traefik label)",
@@ -824,11 +867,18 @@ def _by_component(manifests: list[dict], kind: str, component: str) -> dict:
     return found[0]
 
 
-def _wallet_transport_idle(manifests: list[dict], ref: str | None, via: str) -> Any:
-    """idleConnTimeout of the ServersTransport `ref` (a name in the release namespace, or
-    <namespace>-<name>@kubernetescrd); Traefik's default when there is none."""
+def _wallet_transport_idle(
+    manifests: list[dict],
+    ref: str | None,
+    via: str,
+    *,
+    key: str = "idleConnTimeout",
+    default: str = TRAEFIK_DEFAULT_IDLE_CONN_TIMEOUT,
+) -> Any:
+    """A forwarding timeout (`key`) of the ServersTransport `ref` (a name in the release
+    namespace, or <namespace>-<name>@kubernetescrd); Traefik's default when there is none."""
     if not ref:
-        return TRAEFIK_DEFAULT_IDLE_CONN_TIMEOUT
+        return default
     name, _, provider = ref.partition("@")
     found = [
         d
@@ -844,7 +894,22 @@ def _wallet_transport_idle(manifests: list[dict], ref: str | None, via: str) -> 
             f"{via}: serversTransport {ref!r} matches {len(found)} rendered object(s)"
         )
     ft = found[0]["spec"].get("forwardingTimeouts") or {}
-    return ft.get("idleConnTimeout", TRAEFIK_DEFAULT_IDLE_CONN_TIMEOUT)
+    return ft.get(key, default)
+
+
+def _configmap_file(manifests: list[dict], workload: dict, container: dict, path: str) -> str:
+    """The content a container sees at `path` when a ConfigMap volume is mounted there."""
+    volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"].get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        base = mount["mountPath"].rstrip("/") + "/"
+        source = volumes.get(mount["name"], {}).get("configMap")
+        if source and path.startswith(base):
+            data = ks.find(manifests, "ConfigMap", source["name"]).get("data", {})
+            key = path[len(base) :]
+            if key not in data:
+                raise ParityError(f"ConfigMap {source['name']} has no {key}")
+            return str(data[key])
+    raise ParityError(f"{path} is not in a ConfigMap volume of {workload['metadata']['name']}")
 
 
 def _service_port_to_container(
@@ -1037,6 +1102,14 @@ def observe_chart(chart: Chart) -> Observations:
     )
     o.add("redis.data_dir", "redis-server --dir", (flags.get("dir", REDIS_IMAGE_WORKDIR),))
     o.add("redis.image", "StatefulSet image", rc["image"])
+    o.add("redis.eviction_policy", "StatefulSet redis-server args", flags.get("maxmemory-policy"))
+    o.add("redis.memory_limit", "redis resources.limits.memory",
+          quantity_bytes(((rc.get("resources") or {}).get("limits") or {}).get("memory", 0)))  # fmt: skip
+    o.add("redis.maxmemory_percent", "REDIS_MAXMEMORY_PERCENT (redis-server.sh)",
+          redis_env.get("REDIS_MAXMEMORY_PERCENT"))  # fmt: skip
+    script, _ = redis_start(rc.get("command", []) + rc.get("args", []))
+    o.add("redis.start_script", "the script the command runs, from its ConfigMap volume",
+          script_digest(_configmap_file(default, sts, rc, script)) if script else None)  # fmt: skip
 
     # ------------------------------------------------ routing (every route on)
     mw_by_name = {
@@ -1081,7 +1154,9 @@ def observe_chart(chart: Chart) -> Observations:
     ir_api = _by_component(
         [d for d in default if d["kind"] == "IngressRoute"], "IngressRoute", API_SERVICE
     )
-    (api_route,) = ir_api["spec"]["routes"]
+    # The route for every request (its twin for Idempotency-Key requests differs only in
+    # the HeaderRegexp and the retry: both are compared in routing.routes).
+    (api_route,) = [r for r in ir_api["spec"]["routes"] if "HeaderRegexp" not in r["match"]]
     o.add(
         "routing.api.unrouted_prefixes",
         "!PathPrefix() in the default wallet IngressRoute",
@@ -1102,6 +1177,15 @@ def observe_chart(chart: Chart) -> Observations:
     add_upstream_idle(
         o, via, _wallet_transport_idle(default, backend.get("serversTransport"), via), keepalive
     )
+    for route in ir_api["spec"]["routes"]:
+        for svc in route["services"]:
+            phc = svc.get("passiveHealthCheck") or {}
+            o.add("traefik.api_passive_health_check", f"wallet IngressRoute {route['match']!r} service",
+                  (seconds(phc.get("failureWindow", "0s")), int(phc.get("maxFailedAttempts", 0))))  # fmt: skip
+    via = "wallet IngressRoute serversTransport -> ServersTransport dialTimeout"
+    o.add("traefik.api_upstream_dial_timeout", via, seconds(_wallet_transport_idle(
+        default, backend.get("serversTransport"), via, key="dialTimeout",
+        default=TRAEFIK_DEFAULT_DIAL_TIMEOUT)))  # fmt: skip
     ing = chart.render(EXAMPLES / "ingress.yaml", sets=("ingress.wallet.serversTransportCRD=true",))
     ing_env = dict(ks.resolve_env(ks.container_of(_by_component(ing, "Deployment", API_SERVICE), API_SERVICE),
                                   ing, pod_name="p", namespace=NAMESPACE))  # fmt: skip
@@ -1218,6 +1302,212 @@ def observe_chart(chart: Chart) -> Observations:
           any(r.get("targetLabel") == "replica" for r in relabel))  # fmt: skip
     o.add("prometheus.api_job.name", "ServiceMonitor relabeling of job",
           next((r.get("replacement") for r in relabel if r.get("targetLabel") == "job"), None))  # fmt: skip
+    return o
+
+
+# ================================================================ Redis HA (issue 11)
+#
+# docker-compose.ha.yml (on top of the compose files) against the chart with
+# examples/redis-sentinel.yaml: the same topology, flags, Sentinel settings, scripts
+# and wallet-api settings. Names differ by design (compose services, pod DNS names);
+# what must hold is that each side's names point at the right things.
+
+HA_COMPOSE_FILES = (*COMPOSE_FILES, ROOT / "docker-compose.ha.yml")
+HA_VALUES = EXAMPLES / "redis-sentinel.yaml"
+HA_NODE_FLAGS = ("appendonly", "appendfsync", "maxmemory-policy", "min-replicas-to-write",
+                 "min-replicas-max-lag")  # fmt: skip
+HA_SENTINEL_ENV = ("SENTINEL_MASTER_NAME", "SENTINEL_QUORUM", "SENTINEL_DOWN_AFTER_MS",
+                   "SENTINEL_FAILOVER_TIMEOUT_MS")  # fmt: skip
+
+
+def _user_password(args: list[str], user: str) -> str | None:
+    """The `>password` token of `--user USER ...` in redis-server arguments."""
+    for i, arg in enumerate(args[:-1]):
+        if arg == "--user" and args[i + 1] == user:
+            return next((a[1:] for a in args[i + 2 :] if a.startswith(">")), None)
+    return None
+
+
+def _ha_node(o: Observations, source: str, args: list[str], flags: dict[str, str],
+             own_names: set[str]) -> None:  # fmt: skip
+    o.add("redis_ha.node_flags", f"{source} redis-server flags",
+          {k: flags.get(k) for k in HA_NODE_FLAGS})  # fmt: skip
+    o.add("redis_ha.acl", f"{source} --user rules", redis_acl(args))
+    # Replication needs PSYNC, beyond the app's user: the nodes replicate as `ops`.
+    user = flags.get("masteruser")
+    o.add("redis_ha.node_replicates_as", f"{source} --masteruser, and --masterauth is its password",
+          (user, user is not None and flags.get("masterauth") == _user_password(args, user)))  # fmt: skip
+    o.add("redis_ha.node_announces_own_name", f"{source} --replica-announce-ip",
+          flags.get("replica-announce-ip") in own_names)  # fmt: skip
+
+
+def observe_compose_ha(cfg: dict) -> Observations:
+    o = Observations("compose")
+    services = cfg["services"]
+    nodes = {n: v for n, v in services.items() if "REDIS_HA_HOST" in (v.get("environment") or {})}
+    sentinels = {n: v for n, v in services.items() if any(str(c).endswith("/sentinel.sh") for c in v.get("command") or [])}  # fmt: skip
+    o.add("redis_ha.topology", "services (data nodes, Sentinels)", (len(nodes), len(sentinels)))
+    sentinel_list = None
+    for name, svc in sorted(nodes.items()):
+        env = svc["environment"]
+        command = [c.replace("$$", "$") for c in svc["command"]]
+        if command[:2] == ["sh", "-c"]:
+            command = shlex.split(command[2])
+        script, args = redis_start(command)
+        flags = {
+            k: v.replace("$REDIS_HA_HOST", env["REDIS_HA_HOST"])
+            for k, v in redis_flags(args).items()
+        }
+        _ha_node(o, name, args, flags, {name})
+        o.add(
+            "redis_ha.start_script",
+            f"{name} runs",
+            script_digest(_mounted(svc, script).read_bytes()),
+        )
+        o.add(
+            "redis_ha.first_primary_is_a_node",
+            f"{name} REDIS_HA_PRIMARY",
+            env["REDIS_HA_PRIMARY"] in nodes,
+        )
+        o.add("redis_ha.master_name", f"{name} REDIS_HA_MASTER_NAME", env["REDIS_HA_MASTER_NAME"])
+        sentinel_list = env["REDIS_HA_SENTINELS"]
+    names = {f"{n}:26379" for n in sentinels}
+    o.add(
+        "redis_ha.nodes_ask_every_sentinel",
+        "REDIS_HA_SENTINELS",
+        set((sentinel_list or "").split(",")) == names,
+    )
+    for name, svc in sorted(sentinels.items()):
+        env = svc["environment"]
+        o.add("redis_ha.sentinel", f"{name} environment", {k: env.get(k) for k in HA_SENTINEL_ENV})
+        o.add("redis_ha.sentinel_auth", f"{name} SENTINEL_AUTH_USER, REDIS_ADMIN_PASSWORD set",
+              (env.get("SENTINEL_AUTH_USER"), bool(env.get("REDIS_ADMIN_PASSWORD"))))  # fmt: skip
+        o.add("redis_ha.master_name", f"{name} SENTINEL_MASTER_NAME", env["SENTINEL_MASTER_NAME"])
+        o.add(
+            "redis_ha.sentinel_announces_own_name",
+            f"{name} SENTINEL_HOST",
+            env["SENTINEL_HOST"] == name,
+        )
+        o.add("redis_ha.sentinel_peers_are_the_sentinels", f"{name} SENTINEL_PEERS",
+              set(env["SENTINEL_PEERS"].split(",")) == names)  # fmt: skip
+        o.add(
+            "redis_ha.first_primary_is_a_node",
+            f"{name} SENTINEL_PRIMARY",
+            env["SENTINEL_PRIMARY"] in nodes,
+        )
+        script = next(c for c in svc["command"] if str(c).endswith("/sentinel.sh"))
+        o.add(
+            "redis_ha.sentinel_script",
+            f"{name} runs",
+            script_digest(_mounted(svc, script).read_bytes()),
+        )
+    api_env = services[API_SERVICE]["environment"]
+    o.add("redis_ha.master_name", "wallet-api REDIS_MASTER_NAME", api_env.get("REDIS_MASTER_NAME"))
+    o.add(
+        "redis_ha.api_min_replicas_ack",
+        "wallet-api REDIS_MIN_REPLICAS_ACK",
+        api_env.get("REDIS_MIN_REPLICAS_ACK"),
+    )
+    o.add("redis_ha.api_asks_every_sentinel", "wallet-api REDIS_SENTINELS",
+          set((api_env.get("REDIS_SENTINELS") or "").split(",")) == names)  # fmt: skip
+    return o
+
+
+def observe_chart_ha(chart: Chart) -> Observations:
+    o = Observations("chart")
+    m = chart.render(HA_VALUES)
+    sts = _by_component(m, "StatefulSet", "redis")
+    sen = _by_component(m, "StatefulSet", "sentinel")
+    o.add("redis_ha.topology", "StatefulSet replicas (data nodes, Sentinels)",
+          (sts["spec"]["replicas"], sen["spec"]["replicas"]))  # fmt: skip
+    rc, sc = ks.container_of(sts, "redis"), ks.container_of(sen, "sentinel")
+
+    def pod_hosts(workload: dict) -> list[str]:
+        svc = ks.find(m, "Service", workload["spec"]["serviceName"])
+        if svc not in ks.services_selecting(m, workload) or not svc["spec"].get(
+            "publishNotReadyAddresses"
+        ):
+            raise ParityError(f"{svc['metadata']['name']}: not the headless Service of its pods")
+        name = workload["metadata"]["name"]
+        return [
+            f"{name}-{i}.{svc['metadata']['name']}.{NAMESPACE}.svc"
+            for i in range(workload["spec"]["replicas"])
+        ]
+
+    node_hosts, sentinel_hosts = pod_hosts(sts), pod_hosts(sen)
+    port = next(p["containerPort"] for p in sc["ports"] if p["name"] == "sentinel")
+    names = {f"{h}:{port}" for h in sentinel_hosts}
+    sentinel_list = None
+    for i, host in enumerate(node_hosts):
+        env = dict(
+            ks.resolve_env(rc, m, pod_name=f"{sts['metadata']['name']}-{i}", namespace=NAMESPACE)
+        )
+        args = [ks.expand(a, env) for a in rc.get("command", [])[1:] + rc.get("args", [])]
+        script, rargs = redis_start(args)
+        _ha_node(o, f"pod {i}", rargs, redis_flags(rargs), {host})
+        o.add(
+            "redis_ha.start_script",
+            f"pod {i} runs",
+            script_digest(_configmap_file(m, sts, rc, script)),
+        )
+        o.add(
+            "redis_ha.first_primary_is_a_node",
+            f"pod {i} REDIS_HA_PRIMARY",
+            env["REDIS_HA_PRIMARY"] in node_hosts,
+        )
+        o.add("redis_ha.master_name", f"pod {i} REDIS_HA_MASTER_NAME", env["REDIS_HA_MASTER_NAME"])
+        sentinel_list = env["REDIS_HA_SENTINELS"]
+    o.add(
+        "redis_ha.nodes_ask_every_sentinel",
+        "REDIS_HA_SENTINELS",
+        set((sentinel_list or "").split(",")) == names,
+    )
+    for i, host in enumerate(sentinel_hosts):
+        env = dict(
+            ks.resolve_env(sc, m, pod_name=f"{sen['metadata']['name']}-{i}", namespace=NAMESPACE)
+        )
+        o.add(
+            "redis_ha.sentinel",
+            f"sentinel pod {i} environment",
+            {k: env.get(k) for k in HA_SENTINEL_ENV},
+        )
+        o.add("redis_ha.sentinel_auth", f"sentinel pod {i} SENTINEL_AUTH_USER, REDIS_ADMIN_PASSWORD set",
+              (env.get("SENTINEL_AUTH_USER"), bool(env.get("REDIS_ADMIN_PASSWORD"))))  # fmt: skip
+        o.add(
+            "redis_ha.master_name",
+            f"sentinel pod {i} SENTINEL_MASTER_NAME",
+            env["SENTINEL_MASTER_NAME"],
+        )
+        o.add(
+            "redis_ha.sentinel_announces_own_name",
+            f"sentinel pod {i} SENTINEL_HOST",
+            env["SENTINEL_HOST"] == host,
+        )
+        o.add("redis_ha.sentinel_peers_are_the_sentinels", f"sentinel pod {i} SENTINEL_PEERS",
+              set(env["SENTINEL_PEERS"].split(",")) == names)  # fmt: skip
+        o.add(
+            "redis_ha.first_primary_is_a_node",
+            f"sentinel pod {i} SENTINEL_PRIMARY",
+            env["SENTINEL_PRIMARY"] in node_hosts,
+        )
+        script = next(c for c in sc["command"] if c.endswith("/sentinel.sh"))
+        o.add(
+            "redis_ha.sentinel_script",
+            f"sentinel pod {i} runs",
+            script_digest(_configmap_file(m, sen, sc, script)),
+        )
+    dep = _by_component(m, "Deployment", API_SERVICE)
+    api_env = dict(
+        ks.resolve_env(ks.container_of(dep, API_SERVICE), m, pod_name="p", namespace=NAMESPACE)
+    )
+    o.add("redis_ha.master_name", "wallet-api REDIS_MASTER_NAME", api_env.get("REDIS_MASTER_NAME"))
+    o.add(
+        "redis_ha.api_min_replicas_ack",
+        "wallet-api REDIS_MIN_REPLICAS_ACK",
+        api_env.get("REDIS_MIN_REPLICAS_ACK"),
+    )
+    o.add("redis_ha.api_asks_every_sentinel", "wallet-api REDIS_SENTINELS",
+          set((api_env.get("REDIS_SENTINELS") or "").split(",")) == names)  # fmt: skip
     return o
 
 

@@ -66,6 +66,12 @@ EXPECTED_ASPECTS = [
     "traefik.api_service_label_prefix",
     "traefik.api_upstream_idle_timeout",
     "traefik.api_upstream_idle_below_keepalive",
+    "traefik.api_upstream_dial_timeout",
+    "traefik.api_passive_health_check",
+    "redis.eviction_policy",
+    "redis.memory_limit",
+    "redis.maxmemory_percent",
+    "redis.start_script",
 ]
 
 
@@ -193,6 +199,13 @@ CHART_MUTATIONS = [
     pytest.param({"ingress": {"edge": {"tlsOptions": {"sniStrict": False}}}}, "traefik.tls_options", "False", id="sni-strict-off"),
     pytest.param({"redis": {"acl": {"app": "~* &* +@all"}}}, "redis.acl", "default", id="app-user-may-flushall"),
     pytest.param({"redis": {"exporter": {"enabled": False}}}, "redis.exporter.user", "None", id="no-exporter"),
+    pytest.param({"ingress": {"wallet": {"retry": {"enabled": False}}}}, "routing.routes", "HeaderRegexp", id="no-retry"),
+    pytest.param({"ingress": {"wallet": {"retry": {"attempts": 2}}}}, "routing.routes", "('attempts', 2)", id="retry-attempts"),
+    pytest.param({"ingress": {"wallet": {"upstreamDialTimeout": "30s"}}}, "traefik.api_upstream_dial_timeout", "30.0", id="dial-timeout"),
+    pytest.param({"ingress": {"wallet": {"retry": {"passiveFailureWindow": "30s"}}}}, "traefik.api_passive_health_check", "30.0", id="passive-window"),
+    pytest.param({"redis": {"maxmemoryPercent": 90}}, "redis.maxmemory_percent", "90", id="maxmemory-percent"),
+    pytest.param({"redis": {"resources": {"limits": {"memory": "1Gi"}}}}, "redis.memory_limit", "1073741824", id="memory-limit"),
+    pytest.param({"redis": {"extraArgs": ["--maxmemory-policy", "allkeys-lru"]}}, "redis.eviction_policy", "allkeys-lru", id="eviction-policy"),
 ]  # fmt: skip
 
 COMPOSE_MUTATIONS = [
@@ -215,6 +228,16 @@ COMPOSE_MUTATIONS = [
     pytest.param({"services": {"wallet-api": {"read_only": False}}}, "api.read_only_rootfs", "False", id="writable-rootfs"),
     pytest.param({"services": {"wallet-api": {"environment": {"GUNICORN_KEEPALIVE": "2"}}}},
                  "traefik.api_upstream_idle_below_keepalive", "keep-alive (2s) = False", id="keepalive-2s"),
+    pytest.param({"services": {"wallet-api": {"labels": {"traefik.http.routers.wallet.middlewares": ""}}}},
+                 "routing.routes", "retry", id="no-retry"),
+    pytest.param({"services": {"wallet-api": {"labels": {"traefik.http.routers.wallet-keyed.middlewares": "wallet-retry@file"}}}},
+                 "routing.routes", "HeaderRegexp", id="keyed-route-without-post-retry"),
+    pytest.param({"services": {"wallet-api": {"labels": {"traefik.http.services.wallet.loadbalancer.passivehealthcheck.failurewindow": "1s"}}}},
+                 "traefik.api_passive_health_check", "1.0", id="passive-window"),
+    pytest.param({"services": {"redis": {"environment": {"REDIS_MAXMEMORY_PERCENT": "90"}}}}, "redis.maxmemory_percent", "90", id="maxmemory-percent"),
+    pytest.param({"services": {"redis": {"deploy": {"resources": {"limits": {"memory": "1g"}}}}}}, "redis.memory_limit", "1073741824", id="memory-limit"),
+    pytest.param({"services": {"redis": {"command": ["sh", "-c", 'exec sh /usr/local/etc/wallet-redis/redis-server.sh --appendonly yes --appendfsync always --maxmemory-policy volatile-lru --requirepass "$$REDISCLI_AUTH"']}}},
+                 "redis.eviction_policy", "volatile-lru", id="eviction-policy"),
 ]  # fmt: skip
 
 
@@ -280,3 +303,97 @@ def test_checker_reports_one_sided_aspect(compose_obs, chart_obs):
         "redis.persistence",
         "not observed on the chart side",
     )
+
+
+# ---------------------------------------------------------------- Redis HA (issue 11)
+
+EXPECTED_HA_ASPECTS = [
+    "redis_ha.topology",
+    "redis_ha.node_flags",
+    "redis_ha.acl",
+    "redis_ha.node_replicates_as",
+    "redis_ha.sentinel_auth",
+    "redis_ha.node_announces_own_name",
+    "redis_ha.start_script",
+    "redis_ha.first_primary_is_a_node",
+    "redis_ha.master_name",
+    "redis_ha.nodes_ask_every_sentinel",
+    "redis_ha.sentinel",
+    "redis_ha.sentinel_announces_own_name",
+    "redis_ha.sentinel_peers_are_the_sentinels",
+    "redis_ha.sentinel_script",
+    "redis_ha.api_min_replicas_ack",
+    "redis_ha.api_asks_every_sentinel",
+]
+
+
+@pytest.fixture(scope="module")
+def compose_ha_obs(compose_env_file):
+    return pc.observe_compose_ha(pc.compose_config(compose_env_file, files=pc.HA_COMPOSE_FILES))
+
+
+@pytest.fixture(scope="module")
+def chart_ha_obs(chart):
+    return pc.observe_chart_ha(chart)
+
+
+def test_ha_overlay_and_sentinel_chart_agree(compose_ha_obs, chart_ha_obs):
+    """docker-compose.ha.yml against the chart with examples/redis-sentinel.yaml."""
+    assert sorted(compose_ha_obs.items) == sorted(EXPECTED_HA_ASPECTS)
+    assert sorted(chart_ha_obs.items) == sorted(EXPECTED_HA_ASPECTS)
+    found = pc.differences(compose_ha_obs, chart_ha_obs)
+    assert not found, "\n\n".join(found)
+    # The relations hold (not merely equal on both sides): every check is True.
+    for obs in (compose_ha_obs, chart_ha_obs):
+        for aspect, values in obs.items.items():
+            if aspect.endswith(("_is_a_node", "_own_name", "_every_sentinel", "_the_sentinels")):
+                assert all(v is True for _, v in values), (aspect, values)
+        assert all(v == ("ops", True) for _, v in obs.items["redis_ha.node_replicates_as"])
+        assert all(v == ("ops", True) for _, v in obs.items["redis_ha.sentinel_auth"])
+        (_, topology), *_ = obs.items["redis_ha.topology"]
+        assert topology == (3, 3)
+        (_, ack), *_ = obs.items["redis_ha.api_min_replicas_ack"]
+        assert ack == "1"
+
+
+HA_CHART_MUTATIONS = [
+    pytest.param({"redis": {"sentinel": {"replicas": 1}}}, "redis_ha.topology", "(2, 3)", id="one-replica"),
+    pytest.param({"redis": {"sentinel": {"minReplicasAck": 0}}}, "redis_ha.api_min_replicas_ack", "'0'", id="no-ack"),
+    pytest.param({"redis": {"sentinel": {"downAfterMilliseconds": 30000}}}, "redis_ha.sentinel", "30000", id="down-after"),
+    pytest.param({"redis": {"sentinel": {"minReplicasToWrite": 0}}}, "redis_ha.node_flags", "'min-replicas-to-write', '0'", id="min-replicas"),
+    pytest.param({"redis": {"appendfsync": "everysec"}}, "redis_ha.node_flags", "everysec", id="replica-fsync"),
+    pytest.param({"redis": {"acl": {"app": "~* &* +@all"}}}, "redis_ha.acl", "default", id="ha-app-user-may-flushall"),
+]  # fmt: skip
+
+HA_COMPOSE_MUTATIONS = [
+    pytest.param({"services": {"wallet-api": {"environment": {"REDIS_MIN_REPLICAS_ACK": "0"}}}},
+                 "redis_ha.api_min_replicas_ack", "'0'", id="no-ack"),
+    pytest.param({"services": {"wallet-api": {"environment": {"REDIS_SENTINELS": "sentinel-1:26379"}}}},
+                 "redis_ha.api_asks_every_sentinel", "False", id="one-sentinel"),
+    pytest.param({"services": {"sentinel-2": {"environment": {"SENTINEL_QUORUM": "1"}}}},
+                 "redis_ha.sentinel", "'SENTINEL_QUORUM', '1'", id="quorum"),
+    pytest.param({"services": {"redis-replica-2": {"environment": {"REDIS_HA_HOST": "redis-replica-1"}}}},
+                 "redis_ha.node_announces_own_name", "False", id="wrong-announce"),
+    pytest.param({"services": {"sentinel-3": {"environment": {"SENTINEL_AUTH_USER": "default"}}}},
+                 "redis_ha.sentinel_auth", "default", id="sentinel-as-app-user"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("overlay", "aspect", "needle"), HA_CHART_MUTATIONS)
+def test_ha_checker_reports_chart_change(
+    overlay, aspect, needle, compose_ha_obs, helm_binary, tmp_path
+):
+    values = tmp_path / "mutated-values.yaml"
+    values.write_text(yaml.safe_dump(overlay))
+    mutated = pc.observe_chart_ha(pc.Chart(helm_binary, values_files=[values]))
+    _assert_reported(pc.differences(compose_ha_obs, mutated), aspect, needle)
+
+
+@pytest.mark.parametrize(("override", "aspect", "needle"), HA_COMPOSE_MUTATIONS)
+def test_ha_checker_reports_compose_change(
+    override, aspect, needle, compose_env_file, chart_ha_obs, tmp_path
+):
+    path = tmp_path / "docker-compose.override.yml"
+    path.write_text(yaml.safe_dump(override))
+    cfg = pc.compose_config(compose_env_file, files=(*pc.HA_COMPOSE_FILES, path))
+    _assert_reported(pc.differences(pc.observe_compose_ha(cfg), chart_ha_obs), aspect, needle)

@@ -127,9 +127,15 @@ class Pod:
         self.env = ks.resolve_env(
             self.container, manifests, pod_name=self.pod_name, namespace=pc.NAMESPACE
         )
+        configmaps = {
+            d["metadata"]["name"]: d.get("data") or {}
+            for d in manifests
+            if d["kind"] == "ConfigMap"
+        }
         self.run = ks.docker_run_flags(
             self.workload, self.container, dict(self.env), manifests=manifests,
             files_dir=files_dir / self.docker_name, volume_prefix=self.docker_name,
+            configmaps=configmaps,
         )  # fmt: skip
         self.ports: dict[int, int] = {}
 
@@ -270,6 +276,21 @@ def test_startup_probe_passes(stack):
     assert ok, _report(stack, f"startupProbe failed within {budget}s", results)
     print(f"\nstartupProbe passed after {len(results)} attempt(s), "
           f"{stack.timings['wallet-api startupProbe passed']:.1f}s after docker run (budget {budget}s)")  # fmt: skip
+
+
+def test_redis_memory_is_bounded_by_the_pod_limit(stack):
+    """files/redis/redis-server.sh under the chart's securityContext (uid 999, read-only
+    rootfs, the scripts from their ConfigMap) sets maxmemory from the memory limit;
+    the policy never evicts."""
+    limit = ks._quantity_bytes(stack.redis.container["resources"]["limits"]["memory"])
+    percent = int(dict(stack.redis.env)["REDIS_MAXMEMORY_PERCENT"])
+
+    def config(name: str) -> str:
+        out = docker("exec", stack.redis.docker_name, "redis-cli", "config", "get", name).stdout
+        return out.split()[-1]
+
+    assert int(config("maxmemory")) == limit * percent // 100, stack.redis.logs()
+    assert config("maxmemory-policy") == "noeviction"
 
 
 @pytest.mark.parametrize("probe_key", ["livenessProbe", "readinessProbe", "startupProbe"])

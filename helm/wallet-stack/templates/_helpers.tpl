@@ -39,6 +39,45 @@ are "<fullname>-<component>" where the component is the compose service name
 {{- include "wallet-stack.componentName" (list . "redis") }}
 {{- end }}
 
+{{- define "wallet-stack.sentinelName" -}}
+{{- include "wallet-stack.componentName" (list . "sentinel") }}
+{{- end }}
+
+{{- define "wallet-stack.redisScriptsName" -}}
+{{- include "wallet-stack.componentName" (list . "redis-scripts") }}
+{{- end }}
+
+{{/* true when the built-in Redis runs with replicas and Sentinels */}}
+{{- define "wallet-stack.sentinelEnabled" -}}
+{{- if and .Values.redis.enabled .Values.redis.sentinel.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+Host names of the HA topology: each pod by its stable name under the headless
+Service (Redis nodes and Sentinels announce these, not pod IPs, which change).
+*/}}
+{{- define "wallet-stack.redisPodHost" -}}
+{{- $ctx := index . 0 }}
+{{- printf "%s-%d.%s.%s.svc" (include "wallet-stack.redisName" $ctx) (int (index . 1)) (include "wallet-stack.redisName" $ctx) $ctx.Release.Namespace }}
+{{- end }}
+
+{{- define "wallet-stack.sentinelHosts" -}}
+{{- $hosts := list }}
+{{- $name := include "wallet-stack.sentinelName" . }}
+{{- range $i := until (int .Values.redis.sentinel.sentinels) }}
+{{- $hosts = append $hosts (printf "%s-%d.%s.%s.svc:%d" $name $i $name $.Release.Namespace (int $.Values.redis.sentinel.port)) }}
+{{- end }}
+{{- join "," $hosts }}
+{{- end }}
+
+{{- define "wallet-stack.retryMiddlewareName" -}}
+{{- include "wallet-stack.componentName" (list . "retry") }}
+{{- end }}
+
+{{- define "wallet-stack.retryKeyedMiddlewareName" -}}
+{{- include "wallet-stack.componentName" (list . "retry-keyed") }}
+{{- end }}
+
 {{- define "wallet-stack.whoamiName" -}}
 {{- include "wallet-stack.componentName" (list . "whoami") }}
 {{- end }}
@@ -255,6 +294,22 @@ always in IngressRoute mode, in Ingress mode only with ingress.wallet.serversTra
 {{- end }}
 {{- if and .Values.backup.enabled (not .Values.redis.enabled) }}
 {{- fail "backup.enabled snapshots the chart's Redis (redis.enabled=true); back up an external Redis where it runs" }}
+{{- end }}
+{{- if and .Values.redis.sentinel.enabled (not .Values.redis.enabled) }}
+{{- fail "redis.sentinel.enabled needs the built-in Redis (redis.enabled=true); for an external Sentinel set REDIS_SENTINELS and REDIS_MASTER_NAME in wallet.env" }}
+{{- end }}
+{{- if include "wallet-stack.sentinelEnabled" . }}
+{{- range $k := list "REDIS_SENTINELS" "REDIS_MASTER_NAME" "REDIS_MIN_REPLICAS_ACK" }}
+{{- if ne (toString (get $.Values.wallet.env $k | default "")) "" }}
+{{- fail (printf "redis.sentinel.enabled sets %s: remove it from wallet.env (redis.sentinel.* configures it)" $k) }}
+{{- end }}
+{{- end }}
+{{- if gt (int .Values.redis.sentinel.quorum) (int .Values.redis.sentinel.sentinels) }}
+{{- fail "redis.sentinel.quorum cannot exceed redis.sentinel.sentinels" }}
+{{- end }}
+{{- if gt (int .Values.redis.sentinel.minReplicasAck) (int .Values.redis.sentinel.replicas) }}
+{{- fail "redis.sentinel.minReplicasAck cannot exceed redis.sentinel.replicas: no commit could ever be acknowledged" }}
+{{- end }}
 {{- end }}
 {{- end }}
 

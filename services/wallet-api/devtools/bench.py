@@ -4,6 +4,18 @@ Prints requests/s and p50/p99 for each scenario, ratios against the bare
 /healthz baseline measured in the same run, WATCH retries per operation, and a
 lost-update check. Uses wrk (Debian: apt-get install wrk) for the load.
 
+For the deposit scenarios it also prints what one deposit costs Redis (README
+"Capacity"), from the server's own counters around the scenario:
+
+* bytes: MEMORY USAGE of every ledger key and idempotency record, per deposit
+  (and the used_memory delta, which also counts allocator and dict overhead);
+* CPU: used_cpu_sys + used_cpu_user of the redis-server process (INFO cpu), and
+  the time spent executing commands (INFO commandstats usec), in us per deposit;
+* commands: total_commands_processed (INFO stats) per deposit, and by command.
+
+The number of deposits is the number of ledger entries written (ZADD calls):
+wrk does not count the replies still in flight when it stops.
+
     python -m devtools.bench [--duration 5] [--connections 64] [--worker-class gthread]
 """
 
@@ -15,6 +27,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -28,6 +41,76 @@ SPREAD = 10_000
 
 
 @dataclass
+class RedisCost:
+    """What the deposits of one scenario cost Redis, per deposit."""
+
+    deposits: int
+    ledger_bytes: float
+    record_bytes: float
+    used_memory_bytes: float
+    cpu_us: float
+    command_us: float
+    commands: float
+    by_command: dict[str, float]
+
+
+class RedisMeter:
+    """INFO snapshots before and after a scenario (module docstring)."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.client = redis.Redis.from_url(redis_url)
+
+    def snapshot(self) -> dict[str, Any]:
+        info = self.client.info("all")
+        calls = {k.removeprefix("cmdstat_"): v for k, v in info.items() if k.startswith("cmdstat_")}
+        return {
+            "cpu": float(info["used_cpu_sys"]) + float(info["used_cpu_user"]),
+            "commands": int(info["total_commands_processed"]),
+            "used_memory": int(info["used_memory"]),
+            "calls": {k: int(v["calls"]) for k, v in calls.items()},
+            "usec": sum(int(v["usec"]) for v in calls.values()),
+        }
+
+    def _usage(self, pattern: str) -> int:
+        total = 0
+        keys = list(self.client.scan_iter(match=pattern, count=1000))
+        for start in range(0, len(keys), 500):
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys[start : start + 500]:
+                pipe.memory_usage(key, samples=0)
+            total += sum(v or 0 for v in pipe.execute())
+        return total
+
+    def cost(self, before: dict[str, Any], after: dict[str, Any]) -> RedisCost:
+        """Between the snapshots only the load ran (and this meter's one INFO, left out)."""
+        deposits = after["calls"].get("zadd", 0) - before["calls"].get("zadd", 0)
+        per = max(deposits, 1)
+        ledger = self._usage("w:{w:*}:ledger") - before.get("ledger_bytes", 0)
+        records = self._usage("w:{w:*}:idem:*") - before.get("record_bytes", 0)
+        by_command = {
+            name: (n - before["calls"].get(name, 0)) / per
+            for name, n in after["calls"].items()
+            if n - before["calls"].get(name, 0) > 0 and name != "info"
+        }
+        return RedisCost(
+            deposits=deposits,
+            ledger_bytes=ledger / per,
+            record_bytes=records / per,
+            used_memory_bytes=(after["used_memory"] - before["used_memory"]) / per,
+            cpu_us=(after["cpu"] - before["cpu"]) * 1e6 / per,
+            command_us=(after["usec"] - before["usec"]) / per,
+            commands=sum(by_command.values()),
+            by_command=dict(sorted(by_command.items(), key=lambda kv: -kv[1])),
+        )
+
+    def baseline(self) -> dict[str, Any]:
+        ledger, records = self._usage("w:{w:*}:ledger"), self._usage("w:{w:*}:idem:*")
+        snap = self.snapshot()  # last: the scans above are not the load's commands
+        snap["ledger_bytes"], snap["record_bytes"] = ledger, records
+        return snap
+
+
+@dataclass
 class Result:
     name: str
     rps: float
@@ -38,6 +121,7 @@ class Result:
     failed: int
     socket_errors: int
     retries_per_op: float | None = None
+    redis: RedisCost | None = None
 
 
 def _retries(base: str) -> float:
@@ -49,8 +133,18 @@ def _retries(base: str) -> float:
     )
 
 
-def _run(name: str, base: str, env: dict[str, str], duration: int, connections: int) -> Result:
+def _run(
+    name: str,
+    base: str,
+    env: dict[str, str],
+    duration: int,
+    connections: int,
+    *,
+    meter: RedisMeter | None = None,
+) -> Result:
     before = _retries(base)
+    deposit = env.get("BENCH_MODE") == "deposit"
+    snap = meter.baseline() if meter and deposit else None
     raw = run_wrk(base, {"BENCH_KEY": KEY, **env}, duration=duration, connections=connections)
     seconds = raw["duration_us"] / 1e6
     result = Result(
@@ -63,8 +157,12 @@ def _run(name: str, base: str, env: dict[str, str], duration: int, connections: 
         raw["failed"],
         raw["socket_errors"],
     )
-    if env.get("BENCH_MODE") == "deposit":
+    if deposit:
         result.retries_per_op = (_retries(base) - before) / max(raw["ok"], 1)
+    if meter and snap is not None:
+        time.sleep(0.5)  # replies in flight when wrk stopped
+        after = meter.snapshot()
+        result.redis = meter.cost(snap, after)
     return result
 
 
@@ -108,10 +206,18 @@ def bench(args: argparse.Namespace) -> int:
             _seed(rs.url, "hot", 1)
             suffix = "" if fsync == "always" else f" (appendfsync {fsync})"
 
+            meter = RedisMeter(rs.url)
+
             def run(
-                name: str, env: dict[str, str], suffix: str = suffix, url: str = api.url
+                name: str,
+                env: dict[str, str],
+                suffix: str = suffix,
+                url: str = api.url,
+                meter: RedisMeter = meter,
             ) -> None:
-                results.append(_run(name + suffix, url, env, args.duration, args.connections))
+                results.append(
+                    _run(name + suffix, url, env, args.duration, args.connections, meter=meter)
+                )
 
             if fsync == "always":
                 run("GET /healthz (baseline)", {"BENCH_MODE": "healthz"})
@@ -140,6 +246,7 @@ def bench(args: argparse.Namespace) -> int:
                     + ("FAIL" if lost else "OK (0 lost)")
                 )
     _print(results, args)
+    _print_costs(results)
     for line in lost_lines:
         print(line)
     failed = sum(r.failed for r in results)
@@ -176,6 +283,28 @@ def _print(results: list[Result], args: argparse.Namespace) -> None:
     everysec = by.get("deposit|everysec")
     if spread and everysec:
         print(f"appendfsync always / everysec (spread deposit): {spread.rps / everysec.rps:.2f}")
+
+
+def _print_costs(results: list[Result]) -> None:
+    costed = [r for r in results if r.redis is not None]
+    if not costed:
+        return
+    print('\nper deposit, from Redis\' own counters (README "Capacity"):')
+    print(
+        f"{'scenario':48} {'deposits':>8} {'ledger B':>8} {'record B':>8} {'used_mem B':>10} "
+        f"{'cpu us':>7} {'cmd us':>7} {'commands':>8}"
+    )
+    for r in costed:
+        c = r.redis
+        assert c is not None
+        print(
+            f"{r.name:48} {c.deposits:8d} {c.ledger_bytes:8.0f} {c.record_bytes:8.0f} "
+            f"{c.used_memory_bytes:10.0f} {c.cpu_us:7.1f} {c.command_us:7.1f} {c.commands:8.2f}"
+        )
+    for r in costed:
+        assert r.redis is not None
+        top = ", ".join(f"{k} {v:.2f}" for k, v in list(r.redis.by_command.items())[:9])
+        print(f"  commands per deposit, {r.name}: {top}")
 
 
 def main() -> int:

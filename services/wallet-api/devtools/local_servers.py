@@ -62,18 +62,30 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
 
-@contextmanager
-def redis_server(appendfsync: str = "always") -> Iterator[RedisServer]:
+def _redis_binary() -> str:
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError(
             "redis-server not found: install it (Debian: apt-get install redis-server)"
         )
+    return binary
+
+
+def _answers_ping(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+        s.sendall(b"PING\r\n")
+        return s.recv(16).startswith(b"+PONG")
+
+
+@contextmanager
+def redis_server(appendfsync: str = "always", *extra: str) -> Iterator[RedisServer]:
+    """redis-server on 127.0.0.1 with AOF; `extra` are more `--name value` flags
+    (e.g. "--maxmemory", "2mb", or "--replicaof", "127.0.0.1", "6380")."""
     data_dir = tempfile.mkdtemp(prefix="wallet-redis-")
     port = free_port()
     proc = subprocess.Popen(  # noqa: S603
         [
-            binary,
+            _redis_binary(),
             "--port",
             str(port),
             "--bind",
@@ -90,18 +102,43 @@ def redis_server(appendfsync: str = "always") -> Iterator[RedisServer]:
             "no",
             "--loglevel",
             "warning",
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
     )
     server = RedisServer(port, proc, data_dir)
     try:
+        _wait(lambda: _answers_ping(port), "redis-server", 10, proc)
+        yield server
+    finally:
+        _stop(proc)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
-        def ping() -> bool:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
 
-        _wait(ping, "redis-server", 10, proc)
+@contextmanager
+def sentinel_server(
+    master_name: str, primary_port: int, *, quorum: int = 2, down_after_ms: int = 1000
+) -> Iterator[RedisServer]:
+    """A Redis Sentinel (redis-server --sentinel) monitoring 127.0.0.1:primary_port.
+
+    Sentinel rewrites its config file, so it gets its own in a temp directory."""
+    data_dir = tempfile.mkdtemp(prefix="wallet-sentinel-")
+    port = free_port()
+    conf = Path(data_dir) / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {data_dir}\n"
+        f"sentinel monitor {master_name} 127.0.0.1 {primary_port} {quorum}\n"
+        f"sentinel down-after-milliseconds {master_name} {down_after_ms}\n"
+        f"sentinel failover-timeout {master_name} 10000\n"
+        f"sentinel parallel-syncs {master_name} 1\n"
+    )
+    proc = subprocess.Popen(  # noqa: S603
+        [_redis_binary(), str(conf), "--sentinel", "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL,
+    )
+    server = RedisServer(port, proc, data_dir)
+    try:
+        _wait(lambda: _answers_ping(port), "redis-sentinel", 10, proc)
         yield server
     finally:
         _stop(proc)

@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.helpers import TEST_KEYS, Api
+from tests.helpers import TEST_KEYS, Api, FakeRedis
 from wallet_api import create_app
 from wallet_api.config import Settings
 
@@ -28,7 +28,7 @@ def settings() -> Settings:
 
 @pytest.fixture
 def fake_redis() -> fakeredis.FakeRedis:
-    return fakeredis.FakeRedis()
+    return FakeRedis()
 
 
 @pytest.fixture

@@ -5,12 +5,24 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import fakeredis
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 from werkzeug.test import TestResponse
 
+from wallet_api.domain.operations import DEFAULT_TENANT, Actor, WalletRef
 from wallet_api.keys import SCOPES, ApiKey, development_key, token_digest
 from wallet_api.openapi import build_spec
+
+# The actor of ops built directly in store and combiner tests (tenant `default`, whose
+# wallets keep the Redis keys from before tenants).
+ACTOR = Actor(DEFAULT_TENANT, "key_test", "req-test")
+
+
+def ref(wallet_id: str) -> WalletRef:
+    """A wallet of ACTOR's tenant."""
+    return WalletRef(DEFAULT_TENANT, wallet_id)
+
 
 # Development keys (WALLET_API_KEYS form): tenant `default`, every scope.
 API_KEY = "test-key-0123456789abcdef"
@@ -43,6 +55,15 @@ TEST_KEYS = (
 )
 # Response headers the API sets on purpose: each must be documented where it is sent.
 API_HEADERS = ("Location", "Idempotent-Replayed", "Retry-After", "WWW-Authenticate")
+
+
+class FakeRedis(fakeredis.FakeRedis):
+    """fakeredis has no INFO; the store reads maxmemory_policy from it (readiness)."""
+
+    maxmemory_policy = "noeviction"
+
+    def info(self, section: str | None = None, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return {"maxmemory_policy": self.maxmemory_policy}
 
 
 def auth(key: str = API_KEY, **extra: str) -> dict[str, str]:

@@ -26,6 +26,22 @@ def test_numbers_in_range_are_read() -> None:
     assert Settings.from_env({**KEYS, "REDIS_TIMEOUT_SECONDS": "1e1"}).redis_timeout == 10.0
 
 
+def test_sentinel_settings_and_the_replica_acknowledgement_default() -> None:
+    standalone = Settings.from_env(KEYS)
+    assert standalone.redis_sentinels == () and standalone.min_replicas_ack == 0
+    ha = Settings.from_env(
+        {**KEYS, "REDIS_SENTINELS": "sentinel-1:26379, sentinel-2:26380,", "REDIS_MASTER_NAME": "w"}
+    )
+    assert ha.redis_sentinels == (("sentinel-1", 26379), ("sentinel-2", 26380))
+    assert ha.redis_master_name == "w"
+    assert ha.min_replicas_ack == 1  # a failover promotes a replica: it must have the money
+    explicit = Settings.from_env({**KEYS, "REDIS_SENTINELS": "s:1", "REDIS_MIN_REPLICAS_ACK": "0"})
+    assert explicit.min_replicas_ack == 0
+    assert Settings.from_env({**KEYS, "REDIS_MIN_REPLICAS_ACK": "2"}).min_replicas_ack == 2
+    # WAIT's timeout only matters when something waits.
+    assert Settings.from_env({**KEYS, "REDIS_WAIT_TIMEOUT_MS": "5000"}).min_replicas_ack == 0
+
+
 def test_comma_separated_keys() -> None:
     s = Settings.from_env({"WALLET_API_KEYS": f" {'a' * 16} ,{'b' * 20},"})
     assert s.api_keys == (development_key("a" * 16), development_key("b" * 20))
@@ -49,6 +65,16 @@ def test_comma_separated_keys() -> None:
         ({**KEYS, "COMMIT_SHARDS": " 2"}, "COMMIT_SHARDS: must be an integer, got ' 2'"),
         ({**KEYS, "REDIS_TIMEOUT_SECONDS": "nan"}, "REDIS_TIMEOUT_SECONDS: must be a number"),
         ({**KEYS, "REDIS_TIMEOUT_SECONDS": "61"}, "REDIS_TIMEOUT_SECONDS: must be between"),
+        ({**KEYS, "REDIS_SENTINELS": "s1"}, "REDIS_SENTINELS: must be host:port[,host:port...]"),
+        ({**KEYS, "REDIS_SENTINELS": "s1:0"}, "REDIS_SENTINELS: must be host:port"),
+        ({**KEYS, "REDIS_SENTINELS": "s1:26379,:1"}, "REDIS_SENTINELS: must be host:port"),
+        ({**KEYS, "REDIS_MASTER_NAME": "a b"}, "REDIS_MASTER_NAME: must be 1-64 characters"),
+        ({**KEYS, "REDIS_MIN_REPLICAS_ACK": "-1"}, "REDIS_MIN_REPLICAS_ACK: must be between 0"),
+        ({**KEYS, "REDIS_WAIT_TIMEOUT_MS": "0"}, "REDIS_WAIT_TIMEOUT_MS: must be between 1"),
+        (
+            {**KEYS, "REDIS_MIN_REPLICAS_ACK": "1", "REDIS_WAIT_TIMEOUT_MS": "2000"},
+            "REDIS_WAIT_TIMEOUT_MS: must be below REDIS_TIMEOUT_SECONDS (2000 ms), got 2000",
+        ),
     ],
 )
 def test_bad_values_fail_with_one_line_naming_the_variable(

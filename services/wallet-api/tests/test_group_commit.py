@@ -8,26 +8,18 @@ from typing import Any
 import fakeredis
 import pytest
 
+from tests.helpers import ACTOR, ref
 from wallet_api.combiner import GroupCommitter
 from wallet_api.domain.ledger import EntryType
 from wallet_api.domain.operations import (
-    DEFAULT_TENANT,
-    Actor,
     Applied,
     MoneyOp,
     Op,
     Outcome,
     Refused,
-    WalletRef,
 )
 from wallet_api.service import render
 from wallet_api.store import StoreUnavailable, WalletStore
-
-ACTOR = Actor(DEFAULT_TENANT, "key_test", "req-test")
-
-
-def ref(wallet_id: str) -> WalletRef:
-    return WalletRef(DEFAULT_TENANT, wallet_id)
 
 
 class SlowStore(WalletStore):

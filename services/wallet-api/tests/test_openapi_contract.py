@@ -128,3 +128,22 @@ def test_production_serialisation_gives_the_documents_the_models_give(
             check(method, url, r)
             documents.append(list(r.get_json().items()))
     assert documents[: len(calls)] == documents[len(calls) :]
+
+
+def test_every_503_type_is_in_the_spec() -> None:
+    """Each typed 503 the API answers is documented, on every operation that may give it."""
+    from wallet_api.models import UnavailableType
+
+    documented = set(UnavailableType.__args__)  # type: ignore[attr-defined]
+    assert {t.rsplit(":", 1)[1] for t in documented} == {
+        "redis-unavailable",
+        "storage-full",
+        "contention",
+        "outcome-unknown",
+        "wallet-unavailable",
+    }
+    schemas = SPEC["components"]["schemas"]
+    deposit = SPEC["paths"]["/wallets/{wallet_id}/deposit"]["post"]["responses"]["503"]
+    ref = deposit["content"]["application/problem+json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert set(schemas[ref]["properties"]["type"]["enum"]) == documented
+    assert "Retry-After" in deposit["headers"]

@@ -169,7 +169,7 @@ def test_a_batch_applies_in_order_against_a_running_balance() -> None:
 def test_idempotency_records_replays_and_conflicts() -> None:
     states = _states(w=0)
     first = Idempotency("k1", "fp1")
-    stored = IdempotencyRecord("fp1", "op-0", StoredResponse(200, {"balance": 1}))
+    stored = IdempotencyRecord("fp1", response=StoredResponse(200, {"balance": 1}))
     ops: list[Op] = [
         MoneyOp(EntryType.DEPOSIT, "w", 1, first, actor=ACTOR),  # replayed from the record
         MoneyOp(EntryType.DEPOSIT, "w", 1, Idempotency("k1", "other"), actor=ACTOR),  # reused key
@@ -191,12 +191,13 @@ def test_idempotency_records_replays_and_conflicts() -> None:
     assert isinstance(refused, Refused) and isinstance(in_use, KeyInUse)
     assert isinstance(ghost, Refused)
     assert [key for key, _ in plan.records] == ["k2"]
-    assert plan.records[0][1].response.status == 409
+    recorded = plan.records[0][1].outcome
+    assert isinstance(recorded, Refused) and isinstance(recorded.refusal, InsufficientFunds)
     assert plan.entries == []
 
 
 def test_a_record_written_since_the_first_read_means_a_concurrent_winner() -> None:
-    record = IdempotencyRecord("fp", "op-1", StoredResponse(200, {}))
+    record = IdempotencyRecord("fp", response=StoredResponse(200, {}))
     plan = plan_batch(
         [MoneyOp(EntryType.DEPOSIT, "w", 1, Idempotency("k", "fp"), actor=ACTOR)],
         _states(w=0),
@@ -256,8 +257,8 @@ def test_a_record_from_before_tenants_answers_for_its_key() -> None:
     """Idempotency.legacy_key: a request answered before the upgrade (its record
     scoped per API key) is replayed, not applied again; a record under the new
     key wins; a legacy record for another body is a reused key."""
-    old = IdempotencyRecord("fp", "op-0", StoredResponse(200, {"balance": 7}))
-    new = IdempotencyRecord("fp", "op-1", StoredResponse(200, {"balance": 8}))
+    old = IdempotencyRecord("fp", response=StoredResponse(200, {"balance": 7}))
+    new = IdempotencyRecord("fp", response=StoredResponse(200, {"balance": 8}))
     states = _states(w=0)
     ops: list[Op] = [
         MoneyOp(EntryType.DEPOSIT, "w", 1, Idempotency("k1", "fp", "old1"), actor=ACTOR),

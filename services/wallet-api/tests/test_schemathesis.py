@@ -6,13 +6,12 @@ response must match the documented status codes, content types and schemas.
 
 from __future__ import annotations
 
-import fakeredis
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.helpers import API_KEY
+from tests.helpers import API_KEY, FakeRedis
 from wallet_api import create_app
 from wallet_api.config import Settings
 from wallet_api.keys import development_key
@@ -24,7 +23,7 @@ app = create_app(
         log_level="ERROR",
         validate_responses=True,
     ),
-    redis_client=fakeredis.FakeRedis(),
+    redis_client=FakeRedis(),
 )
 with app.test_client() as _c:  # a wallet the generated ids may hit
     _c.post(

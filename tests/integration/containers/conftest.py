@@ -203,6 +203,7 @@ MODULE_ORDER = (
     "test_containers_concurrency",
     "test_containers_tenants",
     "test_containers_faults",
+    "test_containers_failover",
 )
 
 
@@ -518,6 +519,7 @@ def api_container(
     replica_id: str,
     redis_host: str,
     keys: tuple[str, ...] | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> DockerContainer:
     container = (
         DockerContainer(image)
@@ -529,6 +531,7 @@ def api_container(
             GUNICORN_THREADS="8",
             LOG_LEVEL="WARNING",  # no access log per request: the CPU goes to the API
             REDIS_TIMEOUT_SECONDS="2",
+            **(extra_env or {}),
         )
         # Before the start, so it is there when wallet-api reads it (and after restarts).
         .with_copy_into_container(keys_file(keys), KEYS_FILE_PATH)
@@ -705,6 +708,220 @@ def healthy_stack(stack: Stack, request: pytest.FixtureRequest) -> Iterator[Stac
         redis_logs = stack.redis.docker.logs(tail=30).decode(errors="replace")
         print(f"\n--- redis logs (tail) ---\n{redis_logs}")
     stack.ensure_healthy()
+
+
+# -- Redis HA: what docker-compose.ha.yml runs, in testcontainers ------------------------
+
+
+def _compose_ha_services() -> dict[str, Any]:
+    """The Redis nodes, Sentinels and wallet-api settings of docker-compose.ha.yml, as
+    `docker compose config` resolves them (so the test runs exactly what `make up-ha`
+    runs), with this suite's password and images."""
+    import json
+    import subprocess
+
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/root"),
+        "REDIS_PASSWORD": REDIS_PASSWORD,
+        "WALLET_API_KEYS": ",".join(API_KEYS),
+        "REDIS_IMAGE": REDIS_IMAGE,
+        **{k: v for k, v in os.environ.items() if k.startswith("DOCKER_")},
+    }
+    proc = subprocess.run(
+        ["docker", "compose", "-f", str(ROOT / "docker-compose.yml"),
+         "-f", str(ROOT / "docker-compose.ha.yml"), "config", "--format", "json"],
+        env=env, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        pytest.fail(f"docker compose config (HA overlay) failed: {proc.stderr}", pytrace=False)
+    return dict(json.loads(proc.stdout)["services"])
+
+
+class HaNode:
+    """A Redis node or Sentinel of the HA stack, under its compose service name."""
+
+    def __init__(self, name: str, container: DockerContainer, network: Network) -> None:
+        self.name = name
+        self.container = container
+        self.network = network
+
+    @property
+    def docker(self) -> Any:
+        return self.container.get_wrapped_container()
+
+    def redis_cli(self, *args: str, port: int = 6379) -> str:
+        _code, out = self.docker.exec_run(
+            ["redis-cli", "--no-auth-warning", "-p", str(port), *args],
+            environment={"REDISCLI_AUTH": REDIS_PASSWORD},
+        )
+        return str(out.decode(errors="replace").strip())
+
+    def kill(self) -> None:
+        self.docker.kill(signal="SIGKILL")
+        self.docker.wait(timeout=30)
+
+    def start(self) -> None:
+        self.docker.start()
+
+    def disconnect(self) -> None:
+        """Cut off the network (docker network disconnect)."""
+        self.docker.client.networks.get(self.network.name).disconnect(self.docker, force=True)
+
+    def reconnect(self) -> None:
+        """Back on the network under its service name (heal)."""
+        self.docker.client.networks.get(self.network.name).connect(self.docker, aliases=[self.name])
+
+
+class HaStack:
+    def __init__(
+        self, nodes: dict[str, HaNode], sentinels: dict[str, HaNode], replicas: list[Replica],
+        master_name: str, env: dict[str, str],
+    ) -> None:  # fmt: skip
+        self.nodes = nodes
+        self.sentinels = sentinels
+        self.replicas = replicas
+        self.master_name = master_name
+        self.api_env = env
+        self.api_keys = API_KEYS
+
+    def urls(self) -> list[str]:
+        return [u for u in (r.url for r in self.replicas) if u is not None]
+
+    def primary(self) -> str:
+        """The node the Sentinels name the primary (majority of those that answer)."""
+        answers = []
+        for sentinel in self.sentinels.values():
+            out = sentinel.redis_cli(
+                "sentinel", "get-master-addr-by-name", self.master_name, port=26379
+            )
+            if out:
+                answers.append(out.split()[0])
+        assert answers, "no Sentinel answers"
+        return max(set(answers), key=answers.count)
+
+    def role(self, name: str) -> str:
+        info = self.nodes[name].redis_cli("info", "replication")
+        return next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in info.splitlines()
+                if line.startswith("role:")
+            ),
+            "?",
+        )
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        """Every node up, one primary with every other node replicating from it (link up),
+        every Sentinel watching it with both peers, the API replicas ready."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                primary = self.primary()
+                replicas = [n for n in self.nodes if n != primary]
+                links = [self.nodes[n].redis_cli("info", "replication") for n in replicas]
+                good = self.nodes[primary].redis_cli("info", "replication")
+                sentinels_ok = all(
+                    "num-other-sentinels\n2"
+                    in s.redis_cli("sentinel", "master", self.master_name, port=26379)
+                    for s in self.sentinels.values()
+                )
+                if (all("master_link_status:up" in link for link in links)
+                        and f"connected_slaves:{len(replicas)}" in good
+                        and f"min_slaves_good_slaves:{len(replicas)}" in good and sentinels_ok):  # fmt: skip
+                    break
+                last = f"primary {primary}: {good[:300]}"
+            except Exception as exc:  # a node still starting
+                last = repr(exc)
+            time.sleep(0.5)
+        else:
+            raise TimeoutError(f"HA stack not healthy after {timeout}s: {last}")
+        for replica in self.replicas:
+            replica.wait_ready()
+
+
+@pytest.fixture(scope="session")
+def ha_stack(
+    request: pytest.FixtureRequest, docker_client: Any, api_image: str
+) -> Iterator[HaStack]:
+    """docker-compose.ha.yml in testcontainers: `redis`, `redis-replica-1/2` and
+    `sentinel-1/2/3` with the commands, environment, scripts (bind-mounted
+    infra/redis) and memory limit compose gives them, plus 2 wallet-api replicas
+    with the overlay's Sentinel settings. All removed at the end."""
+    started = time.monotonic()
+    cleanups: list[tuple[str, Any]] = []
+
+    def cleanup() -> None:
+        errors = []
+        for what, fn in reversed(cleanups):
+            try:
+                fn()
+            except Exception as exc:
+                errors.append(f"{what}: {exc}")
+        cleanups.clear()
+        if errors:
+            raise RuntimeError(f"cleanup failed: {errors}")
+
+    request.addfinalizer(cleanup)
+    services = _compose_ha_services()
+    network = Network(docker_network_kw={"labels": dict(LABELS)})
+    network.create()
+    cleanups.append(("network", network.remove))
+
+    def start(name: str) -> HaNode:
+        svc = services[name]
+        command = [c.replace("$$", "$") for c in svc["command"]]
+        env = {k: v for k, v in (svc.get("environment") or {}).items() if v is not None}
+        container = (
+            DockerContainer(svc["image"])
+            .with_command(command)
+            .with_envs(**env)
+            .with_network(network)
+            .with_network_aliases(name)
+            .with_name(f"wallet-it-{SESSION_ID[:8]}-ha-{name}")
+            .with_kwargs(labels=dict(LABELS))
+        )
+        for volume in svc.get("volumes") or []:
+            if volume.get("type") == "bind":
+                container = container.with_volume_mapping(volume["source"], volume["target"], "ro")
+        limit = (((svc.get("deploy") or {}).get("resources") or {}).get("limits") or {}).get(
+            "memory"
+        )
+        if limit:
+            container = container.with_kwargs(labels=dict(LABELS), mem_limit=int(limit))
+        cleanups.append((name, container.stop))
+        container.start()
+        return HaNode(name, container, network)
+
+    node_names = [n for n, v in services.items() if "REDIS_HA_HOST" in (v.get("environment") or {})]
+    sentinel_names = [
+        n for n, v in services.items() if "SENTINEL_HOST" in (v.get("environment") or {})
+    ]
+    primary_first = sorted(node_names, key=lambda n: n != "redis")
+    nodes = {n: start(n) for n in primary_first}
+    time.sleep(1)  # the first primary listens before the Sentinels look for it
+    sentinels = {n: start(n) for n in sorted(sentinel_names)}
+    api_env = {
+        k: v
+        for k, v in services["wallet-api"]["environment"].items()
+        if k.startswith("REDIS_") and k != "REDIS_URL" and v is not None
+    }
+    replicas: list[Replica] = []
+    for n in (1, 2):
+        container = api_container(api_image, network, f"ha-api-{n}", "redis", extra_env=api_env)
+        cleanups.append((f"ha-api-{n}", container.stop))
+        container.start()
+        replica = Replica(container, f"ha-api-{n}")
+        replica.refresh_url()
+        replicas.append(replica)
+    stack = HaStack(nodes, sentinels, replicas, api_env["REDIS_MASTER_NAME"], api_env)
+    stack.wait_healthy()
+    print(
+        f"\ncontainers: HA stack up in {time.monotonic() - started:.1f}s: nodes {list(nodes)}, "
+        f"sentinels {list(sentinels)}, API {api_env}"
+    )
+    yield stack
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -6,8 +6,17 @@ Control port, one command per connection, answered with one line:
 * ``arm``   -- the next client chunk containing ``EXEC`` is forwarded to Redis (so the
   transaction commits), its reply is dropped, the listener closes and every proxied
   connection is cut: to the client, Redis vanished mid-EXEC and stays unreachable.
-* ``state`` -- ``armed``, ``cut`` (EXEC forwarded and connections closed) or ``idle``.
-* ``heal``  -- accept connections again.
+* ``hold``  -- a late EXEC: the next client chunk containing ``EXEC`` is NOT forwarded;
+  the client's connection is cut (its reply is lost) while the proxy keeps that
+  connection's upstream side open, WATCH state and all. The client's next chunk
+  containing ``WATCH`` (its next attempt: the check for the lost write) is forwarded;
+  its chunk after that (the next MULTI..EXEC) waits until the held bytes have been sent
+  upstream on the old connection and Redis has answered them. So the held EXEC
+  reaches Redis exactly between the client's check and its next commit.
+* ``state`` -- ``armed``, ``cut`` (EXEC forwarded and connections closed), ``holding``,
+  ``checked`` (the next WATCH went through), ``released:<first byte of the late
+  EXEC's reply>`` (``*`` = it committed, ``*-1`` = WATCH aborted it) or ``idle``.
+* ``heal``  -- accept connections again (and forget a hold).
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ LISTEN, CONTROL = int(sys.argv[3]), int(sys.argv[4])
 
 lock = threading.Lock()
 state = {"mode": "idle"}
+held: dict[str, object] = {}  # hold mode: the held bytes and their upstream socket
+pumps_stopped = threading.Event()  # the held connection's downstream pump let go of it
 conns: set[socket.socket] = set()
 listening: list[socket.socket] = []  # the current listener, if any
 
@@ -63,9 +74,54 @@ def accept_loop(sock: socket.socket) -> None:
         threading.Thread(target=pump_down, args=(upstream, client, drop), daemon=True).start()
 
 
+def release_held() -> None:
+    """Send the held EXEC upstream on its own (old) connection and wait for the answer:
+    MULTI's +OK, a +QUEUED per command, then EXEC's reply (an array: committed; *-1:
+    WATCH aborted it; an error)."""
+    upstream = held["upstream"]
+    assert isinstance(upstream, socket.socket)
+    pumps_stopped.wait(5)
+    upstream.settimeout(10)
+    upstream.sendall(held["data"])  # type: ignore[arg-type]
+    reply = b""
+    lines: list[bytes] = []
+    try:
+        while not any(line[:1] in (b"*", b"-") for line in lines):
+            chunk = upstream.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+            lines = reply.split(b"\r\n")
+    except OSError:
+        pass
+    first = next((line for line in lines if line[:1] in (b"*", b"-")), b"?")
+    with lock:
+        state["mode"] = "released:" + ("*-1" if first == b"*-1" else first[:1].decode())
+    close(upstream)
+
+
 def pump_up(client: socket.socket, upstream: socket.socket, drop: threading.Event) -> None:
     try:
         while data := client.recv(65536):
+            with lock:
+                mode = state["mode"]
+                if mode == "hold" and b"EXEC" in data:
+                    state["mode"] = "holding"
+                    held.update(data=data, upstream=upstream)
+            if mode == "hold" and b"EXEC" in data:
+                # The client's reply is lost; the upstream side stays open (WATCH and all).
+                drop.set()
+                with lock:
+                    conns.discard(upstream)
+                close(client)
+                return
+            if mode == "holding" and b"WATCH" in data:
+                upstream.sendall(data)  # the next attempt's reads: the check
+                with lock:
+                    state["mode"] = "checked"
+                continue
+            if mode == "checked":
+                release_held()  # the late EXEC lands after the check, before this commit
             with lock:
                 cut = state["mode"] == "armed" and b"EXEC" in data
                 if cut:
@@ -88,20 +144,33 @@ def pump_up(client: socket.socket, upstream: socket.socket, drop: threading.Even
     except OSError:
         pass
     finally:
-        for sock in (client, upstream):
-            close(sock)
+        close(client)
+        if held.get("upstream") is not upstream:
+            close(upstream)
 
 
 def pump_down(upstream: socket.socket, client: socket.socket, drop: threading.Event) -> None:
+    # Short reads, so that on a held connection this pump stops reading before
+    # release_held() reads the late EXEC's reply from the same socket.
+    upstream.settimeout(0.1)
     try:
-        while data := upstream.recv(65536):
+        while not (drop.is_set() and held.get("upstream") is upstream):
+            try:
+                data = upstream.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                break
             if not drop.is_set():
                 client.sendall(data)
     except OSError:
         pass
     finally:
-        for sock in (client, upstream):
-            close(sock)
+        close(client)
+        if held.get("upstream") is upstream:
+            pumps_stopped.set()
+        else:
+            close(upstream)
 
 
 def control() -> None:
@@ -118,11 +187,17 @@ def control() -> None:
             if command == "arm":
                 with lock:
                     state["mode"] = "armed"
+            elif command == "hold":
+                with lock:
+                    state["mode"] = "hold"
+                    held.clear()
+                    pumps_stopped.clear()
             elif command == "heal":
                 if mode in ("cut", "cutting"):
                     open_listener()
                 with lock:
                     state["mode"] = "idle"
+                    held.clear()
             with lock:
                 reply = state["mode"]
             conn.sendall(f"{reply}\n".encode())

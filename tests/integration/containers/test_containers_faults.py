@@ -319,3 +319,37 @@ def test_503_after_lost_exec_reply_tells_the_truth(
         {"first": first.status_code, "first_type": problem_type(first), "committed": bool(ledger)},
     )
     http.close()
+
+
+def test_a_late_exec_lands_once(
+    healthy_stack: Stack, cut_replica: tuple[Replica, CutProxy]
+) -> None:
+    """The EXEC bytes of a deposit WITHOUT an Idempotency-Key are held in the proxy:
+    the replica sees the reply lost and tries again; the held EXEC reaches Redis
+    only after that attempt's check for it (its WATCHed reads), right before its own
+    commit. The late EXEC commits, the new attempt's EXEC loses on WATCH, the attempt
+    after that finds the late write: one deposit, and the answer is that deposit."""
+    stack = healthy_stack
+    replica, proxy = cut_replica
+    http = session()
+    key = stack.api_keys[0]
+    wallet_id = create_wallet(http, stack.urls()[0], key)
+
+    assert proxy.command("hold") == "hold"
+    started = time.monotonic()
+    r = http.post(f"{replica.url}/wallets/{wallet_id}/deposit", json={"amount": 77},
+                  headers=auth(key), timeout=30)  # fmt: skip
+    elapsed = time.monotonic() - started
+    state = proxy.command("state")
+    assert proxy.command("heal") == "idle"
+    # The scenario happened as described: held, checked, then committed late.
+    assert state == "released:*", state
+    assert r.status_code == 200, r.text
+    ledger = read_ledger(http, stack.urls(), key, wallet_id)
+    assert [e["id"] for e in ledger] == [r.json()["transaction"]["id"]]
+    assert ledger[0]["amount"] == 77 and r.json()["balance"] == 77
+    balance = http.get(f"{stack.urls()[0]}/wallets/{wallet_id}", headers=auth(key), timeout=10)
+    assert balance.json()["balance"] == 77  # once, not twice
+    report("late EXEC (held past the check)", {"answer": r.status_code, "late_exec": state,
+                                                "ledger_entries": len(ledger), "seconds": round(elapsed, 2)})  # fmt: skip
+    http.close()

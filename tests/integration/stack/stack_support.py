@@ -28,7 +28,8 @@ from requests.adapters import HTTPAdapter
 
 ROOT = Path(__file__).resolve().parents[3]
 PROJECT = "wallet-stack"
-COMPOSE_FILES = ("docker-compose.traefik.yml", "docker-compose.yml")
+# `make up-ha`: the Redis HA overlay on top of the two (conftest.py).
+COMPOSE_FILES = ("docker-compose.traefik.yml", "docker-compose.yml", "docker-compose.ha.yml")
 EDGE_NETWORK = f"{PROJECT}-edge"  # docker-compose*.yml: ${COMPOSE_PROJECT_NAME}-edge
 # infra/prometheus/prometheus.yml: the scrape job of the wallet-api replicas.
 PROMETHEUS_JOB = "wallet-api"

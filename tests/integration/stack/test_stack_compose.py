@@ -1,4 +1,4 @@
-"""Container health as docker compose reports it (same compose files as `make up`)."""
+"""Container health as docker compose reports it (same compose files as `make up-ha`)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ pytestmark = pytest.mark.stack
 EXPECTED_SERVICES = {
     "traefik", "prometheus", "whoami", "wallet-api", "redis",
     "redis-exporter", "alertmanager", "alert-sink",
+    "redis-replica-1", "redis-replica-2", "sentinel-1", "sentinel-2", "sentinel-3",
 }  # fmt: skip
 # Scratch images with no healthcheck tool (see the compose files): traefik/whoami (Traefik's
 # load-balancer check covers it) and redis_exporter (Prometheus' scrape and RedisDown do).

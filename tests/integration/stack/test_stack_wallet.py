@@ -61,8 +61,15 @@ def test_traefik_api_lists_wallet_router_and_service(
     )
     routers = {r["name"]: r for r in get("/api/http/routers").json()}
     wallet_routers = [r for r in routers.values() if "wallet.localhost" in r.get("rule", "")]
-    assert [r["name"] for r in wallet_routers] == ["wallet@docker"], list(routers)
-    router = wallet_routers[0]
+    names = sorted(r["name"] for r in wallet_routers)
+    assert names == ["wallet-keyed@docker", "wallet@docker"], list(routers)
+    router = routers["wallet@docker"]
+    keyed = routers["wallet-keyed@docker"]
+    # Requests with an Idempotency-Key: the same route, a retry that may repeat a POST.
+    assert keyed["rule"] == router["rule"] + " && HeaderRegexp(`Idempotency-Key`, `.+`)"
+    assert keyed["service"] == "wallet" and keyed["status"] == "enabled"
+    assert router["middlewares"] == ["wallet-retry@file"]
+    assert keyed["middlewares"] == ["wallet-retry-keyed@file"]
     assert router["status"] == "enabled"
     assert router["service"] == "wallet"
     assert router["entryPoints"] == ["websecure"]

@@ -7,8 +7,6 @@ from typing import Any
 
 import redis
 from flask import Flask, Response
-from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
 
 from wallet_api.auth import ApiKeys
@@ -23,14 +21,17 @@ from wallet_api.problems import (
     problem_response,
     validation_problem,
 )
+from wallet_api.redis_clients import connect
 from wallet_api.routes import ALL_BLUEPRINTS
 from wallet_api.service import WalletService
 from wallet_api.store import (
     ContentionExhausted,
     OutcomeUnknown,
     RetryPolicy,
+    StorageFull,
     StoreUnavailable,
     WalletStore,
+    WalletUnavailable,
 )
 
 log = logging.getLogger("wallet_api")
@@ -48,23 +49,11 @@ def create_app(
     # valid must not be redirected to one that is (and so move someone's money).
     app.url_map.merge_slashes = False
 
-    client = redis_client or redis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
-        health_check_interval=30,
-        # redis-py's default retries back off for seconds; our store retries
-        # itself and must answer 503 quickly when Redis is down.
-        retry=Retry(ExponentialBackoff(cap=0.05, base=0.005), 1),
-    )
-    health_client = None
     if redis_client is None:
-        health_client = redis.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=min(settings.redis_timeout, 0.5),
-            socket_connect_timeout=min(settings.redis_timeout, 0.5),
-            retry=Retry(NoBackoff(), 0),
-        )
+        clients = connect(settings)  # REDIS_URL, or through Sentinel
+        client, health_client = clients.main, clients.health
+    else:
+        client, health_client = redis_client, redis_client
     metrics = init_metrics(app)
     store = WalletStore(
         client,
@@ -72,6 +61,8 @@ def create_app(
         retry=RetryPolicy(max_attempts=settings.watch_max_attempts),
         metrics=metrics,
         health_client=health_client,
+        min_replicas_ack=settings.min_replicas_ack,
+        wait_timeout_ms=settings.redis_wait_timeout_ms,
     )
     app.extensions[EXTENSION] = WalletContext(
         settings=settings,
@@ -100,24 +91,36 @@ def _register_error_handlers(app: Flask) -> None:
         return problem_response(problem(exc.status, exc.slug, exc.title, exc.detail))
 
     # Redis trouble: 503 with Retry-After; only OutcomeUnknown may have changed anything.
-    retry_later: dict[type[Exception], tuple[int, dict[str, Any]]] = {
-        StoreUnavailable: (logging.WARNING, problem(
+    # Every Redis error a request can meet is one of these (store.py types them):
+    # none becomes a 500. The types are listed in the spec (models.UNAVAILABLE_TYPES).
+    retry_later: dict[type[Exception], tuple[int, str, dict[str, Any]]] = {
+        StoreUnavailable: (logging.WARNING, "1", problem(
             503, "redis-unavailable", "Service unavailable",
-            "the balance store is unreachable; nothing was changed, retry later")),
-        ContentionExhausted: (logging.WARNING, problem(
+            "the balance store is unreachable or cannot take writes right now (e.g. during "
+            "a failover); nothing was changed, retry later")),
+        StorageFull: (logging.ERROR, "5", problem(
+            503, "storage-full", "Storage full",
+            "the balance store is out of memory or disk and refuses writes; nothing was "
+            "changed, retry later (reads still work)")),
+        ContentionExhausted: (logging.WARNING, "1", problem(
             503, "contention", "Too much contention",
             "the wallet is too busy right now; nothing was changed, retry later")),
-        OutcomeUnknown: (logging.ERROR, problem(
+        OutcomeUnknown: (logging.ERROR, "1", problem(
             503, "outcome-unknown", "Outcome unknown",
-            "the balance store became unreachable while committing; the operation may "
-            "have been applied. Retry with the same Idempotency-Key to get its result "
-            "(or read the wallet's transactions before sending it again without one)")),
+            "the balance store failed while committing, or too few replicas confirmed "
+            "the commit; the operation may have been applied. Retry with the same "
+            "Idempotency-Key to get its result (or read the wallet's transactions before "
+            "sending it again without one)")),
+        WalletUnavailable: (logging.ERROR, "30", problem(
+            503, "wallet-unavailable", "Wallet unavailable",
+            "this wallet's stored data cannot be read; nothing was changed. Operators "
+            "have been alerted")),
     }  # fmt: skip
 
     def _retry_later(exc: Exception) -> Response:
-        level, body = retry_later[type(exc)]
+        level, retry_after, body = retry_later[type(exc)]
         log.log(level, body["title"], extra={"error": str(exc), "problem": body["type"]})
-        return problem_response(body, {"Retry-After": "1"})
+        return problem_response(body, {"Retry-After": retry_after})
 
     for exc_type in retry_later:
         app.register_error_handler(exc_type, _retry_later)

@@ -14,6 +14,13 @@ wallet share a queue, so there are no intra-process races on it) to keep
 several batches in flight. Measured with ``make bench``: with gevent workers one
 shard is best (bigger batches, fewer round trips per op); with gthread workers
 four shards were (COMMIT_SHARDS).
+
+A batch holds unrelated requests, so one op's trouble stays its own: the store
+answers an op it could not carry out with a Failed outcome, and a batch that
+runs out of WATCH attempts (one hot wallet elsewhere would keep failing it) is
+committed again op by op, so only the contended op is answered 503. A failure
+of the node itself (unreachable, full, read-only, outcome unknown) is every
+op's answer, each op getting it as its own typed error.
 """
 
 from __future__ import annotations
@@ -23,8 +30,8 @@ import zlib
 from collections import deque
 from dataclasses import dataclass, field
 
-from wallet_api.domain.operations import Op, Outcome, Render
-from wallet_api.store import WalletStore
+from wallet_api.domain.operations import Failed, Op, Outcome, Render
+from wallet_api.store import ContentionExhausted, WalletStore
 
 
 @dataclass
@@ -100,6 +107,15 @@ class GroupCommitter:
     def _commit(self, batch: list[_Slot]) -> None:
         try:
             outcomes = self.store.commit([s.op for s in batch], self.render)
+        except ContentionExhausted as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+                return
+            # WATCH does not say which key changed: alone, each op only races on
+            # its own wallets (nothing was written, so trying again is safe).
+            for slot in batch:
+                self._commit([slot])
+            return
         except BaseException as exc:  # every waiter must learn the batch's fate
             for slot in batch:
                 slot.error = exc
@@ -107,4 +123,7 @@ class GroupCommitter:
                 raise  # e.g. the worker is shutting down
             return
         for slot, outcome in zip(batch, outcomes, strict=True):
-            slot.outcome = outcome
+            if isinstance(outcome, Failed):
+                slot.error = outcome.error
+            else:
+                slot.outcome = outcome

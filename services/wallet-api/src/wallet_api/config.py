@@ -63,6 +63,24 @@ def _redis_url(raw: str) -> str:
     return raw
 
 
+def _sentinels(raw: str) -> tuple[tuple[str, int], ...]:
+    nodes = []
+    for item in (i.strip() for i in raw.split(",")):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not _INT.fullmatch(port) or not 1 <= int(port) <= 65535:
+            raise ValueError(f"must be host:port[,host:port...], got {item!r}")
+        nodes.append((host, int(port)))
+    return tuple(nodes)
+
+
+def _name(raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", raw):
+        raise ValueError(f"must be 1-64 characters of A-Z, a-z, 0-9, '.', '_' or '-', got {raw!r}")
+    return raw
+
+
 def _api_keys(env: Mapping[str, str]) -> tuple[ApiKey, ...]:
     path, tokens = env.get("WALLET_API_KEYS_FILE", ""), env.get("WALLET_API_KEYS", "")
     if path and tokens:
@@ -104,11 +122,44 @@ class Settings:
     redis_timeout: float = _setting(
         "REDIS_TIMEOUT_SECONDS", _number(float, 0.05, 60.0), default=2.0
     )
+    # Sentinel: the primary is asked of these (REDIS_URL then only gives the
+    # password, database and TLS); empty = REDIS_URL is the primary.
+    redis_sentinels: tuple[tuple[str, int], ...] = _setting(
+        "REDIS_SENTINELS", _sentinels, default=()
+    )
+    redis_master_name: str = _setting("REDIS_MASTER_NAME", _name, default="mymaster")
+    # Sentinel's own password; unset = the one in REDIS_URL (compose and the chart
+    # protect the Sentinels with the data nodes' password).
+    redis_sentinel_password: str | None = _setting("REDIS_SENTINEL_PASSWORD", str, default=None)
+    # Replicas that must confirm a commit (WAIT) before money is acknowledged:
+    # unset = 1 with Sentinel (a failover promotes a replica), 0 standalone.
+    redis_min_replicas_ack: int | None = _setting(
+        "REDIS_MIN_REPLICAS_ACK", _number(int, 0, 16), default=None
+    )
+    redis_wait_timeout_ms: int = _setting(
+        "REDIS_WAIT_TIMEOUT_MS", _number(int, 1, 60_000), default=1000
+    )
     max_body_bytes: int = _setting("MAX_BODY_BYTES", _number(int, 256, 1_048_576), default=16_384)
     log_level: str = _setting("LOG_LEVEL", _log_level, default="INFO")
     replica_id: str = _setting("REPLICA_ID", str, default_factory=socket.gethostname)
     # Not read from the environment: the test suites turn it on (contract.py).
     validate_responses: bool = False
+
+    @property
+    def min_replicas_ack(self) -> int:
+        if self.redis_min_replicas_ack is not None:
+            return self.redis_min_replicas_ack
+        return 1 if self.redis_sentinels else 0
+
+    def _check(self) -> None:
+        """Rules between settings (each setting alone is checked by its parser)."""
+        if self.min_replicas_ack and self.redis_wait_timeout_ms >= self.redis_timeout * 1000:
+            # WAIT blocks the connection: a socket timeout first would turn every
+            # slow acknowledgement into a lost reply.
+            raise ConfigError(
+                f"REDIS_WAIT_TIMEOUT_MS: must be below REDIS_TIMEOUT_SECONDS "
+                f"({self.redis_timeout * 1000:g} ms), got {self.redis_wait_timeout_ms}"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -126,4 +177,6 @@ class Settings:
                 values[setting.name] = parse(raw)
             except ValueError as exc:
                 raise ConfigError(f"{name}: {exc}") from None
-        return cls(**values)
+        settings = cls(**values)
+        settings._check()
+        return settings

@@ -37,7 +37,7 @@ from spectree import Response as SpecResponse
 from wallet_api import validation
 from wallet_api.auth import require_scope
 from wallet_api.context import wallet_context
-from wallet_api.models import IdempotencyHeaders, Problem
+from wallet_api.models import IdempotencyHeaders, Problem, UnavailableProblem
 from wallet_api.openapi import BEARER, spec_tree
 from wallet_api.problems import problem_response
 from wallet_api.service import ApiResponse, Caller
@@ -116,7 +116,9 @@ def operation(
             raise TypeError(f"{view.__name__}: path parameters without a type: {unknown}")
         all_statuses = statuses | ({404} if path_ids else set())
         responses: dict[int, type[BaseModel]] = {success: model}
-        responses.update(dict.fromkeys(sorted(all_statuses), Problem))
+        responses.update(
+            {s: UnavailableProblem if s == 503 else Problem for s in sorted(all_statuses)}
+        )
         response_headers = {s: h for s, h in _HEADERS.items() if s in responses}
         for status, extra in (headers or {}).items():
             if status in responses:
@@ -170,7 +172,7 @@ def _answer(answer: ApiResponse, contract: Contract) -> Response:
     model = contract.responses.get(answer.status)
     if model is None:
         raise UndocumentedAnswer(f"{request.method} {request.path}: {answer.status}")
-    if model is Problem:
+    if issubclass(model, Problem):
         return problem_response(answer.body, answer.headers)
     payload: str | bytes
     if wallet_context().settings.validate_responses:

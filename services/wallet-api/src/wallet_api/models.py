@@ -231,3 +231,29 @@ class Problem(_Response):
     errors: list[FieldProblem] | SkipJsonSchema[None] = Field(
         default=None, description="validation problems: one per refused field"
     )
+
+
+# Every 503 this API answers, by problem type (app.py raises them, store.py
+# types every Redis error as one of them): retry later, with Retry-After.
+UnavailableType = Literal[
+    "urn:wallet-stack:problem:redis-unavailable",
+    "urn:wallet-stack:problem:storage-full",
+    "urn:wallet-stack:problem:contention",
+    "urn:wallet-stack:problem:outcome-unknown",
+    "urn:wallet-stack:problem:wallet-unavailable",
+]
+
+
+class UnavailableProblem(Problem):
+    """A 503 problem document; `type` says what happened and whether anything changed."""
+
+    type: UnavailableType = Field(
+        description=(
+            "redis-unavailable: Redis is unreachable or cannot take writes (e.g. during a "
+            "failover), nothing changed; storage-full: Redis is out of memory or disk, "
+            "nothing changed, reads still work; contention: the wallet is too busy, nothing "
+            "changed; outcome-unknown: the commit may have happened (or too few replicas "
+            "confirmed it): retry with the same Idempotency-Key; wallet-unavailable: the "
+            "wallet's stored data cannot be read, nothing changed"
+        )
+    )

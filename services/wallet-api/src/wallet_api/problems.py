@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Response, g, request
 
-from wallet_api.models import Problem
+from wallet_api.models import Problem, UnavailableProblem
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:wallet-stack:problem:"
@@ -59,7 +59,9 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
     request_id = getattr(g, "request_id", None)
     if request_id is None:  # only if the request-id hook did not run
         request_id = g.request_id = uuid.uuid4().hex
-    document = Problem.model_validate({**body, "instance": request.path, "request_id": request_id})
+    # A 503 must carry one of the documented 503 types (models.UnavailableProblem).
+    model = UnavailableProblem if body.get("status") == 503 else Problem
+    document = model.model_validate({**body, "instance": request.path, "request_id": request_id})
     response = Response(
         document.model_dump_json(exclude_unset=True), status=document.status, mimetype=PROBLEM_JSON
     )

@@ -69,8 +69,11 @@ class Caller:
 
 
 def fingerprint(method: str, path: str, body: dict[str, Any]) -> str:
+    """Which request first used an idempotency key: 128 bits of SHA-256 (stored in
+    every record; telling one client's two requests under one key apart needs no
+    more, and a record is read on every replay)."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
+    return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()[:32]
 
 
 def render(op: Op, outcome: Outcome) -> StoredResponse:
@@ -91,7 +94,9 @@ def render(op: Op, outcome: Outcome) -> StoredResponse:
         return StoredResponse(
             201,
             {
-                "id": op.id,
+                # The transfer's own id, not the op's: a replay renders the first
+                # request's outcome for a later op (idempotency records keep outcomes).
+                "id": outcome.debit.transfer_id,
                 "from": op.source,
                 "to": op.target,
                 "amount": op.amount,

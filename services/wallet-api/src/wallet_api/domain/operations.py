@@ -144,5 +144,19 @@ class KeyReused:
     """The key was used before for a different method, path or body."""
 
 
-Outcome = Applied | TransferApplied | Refused | Replayed | KeyInUse | KeyReused
+@dataclass(frozen=True)
+class Failed:
+    """This op alone could not be carried out; the others of its batch were.
+
+    ``error`` is what its caller is told (the service raises it): a wallet whose
+    stored data cannot be read, a bug met while planning it, or a store failure
+    that concerns only this op. Nothing of the op was written unless the error
+    says the outcome is unknown. A batch holds up to 64 unrelated requests, so
+    one op's trouble must not become its neighbours' answer.
+    """
+
+    error: Exception
+
+
+Outcome = Applied | TransferApplied | Refused | Replayed | KeyInUse | KeyReused | Failed
 Render = Callable[[Op, Outcome], StoredResponse]

@@ -24,6 +24,7 @@ from wallet_api.domain.ledger import (
 )
 from wallet_api.domain.operations import (
     Applied,
+    Failed,
     Idempotency,
     KeyInUse,
     KeyReused,
@@ -51,11 +52,18 @@ class WalletState:
 
 @dataclass(frozen=True)
 class IdempotencyRecord:
-    """What an idempotency key holds: the request it was used for and its answer."""
+    """What an idempotency key holds: the fingerprint of the request first sent
+    with it, and what that request came to.
+
+    The outcome, not the rendered answer: a replay renders it again from the
+    outcome and the op in hand (whose fingerprint matched: the same method, path
+    and body), so the record keeps a few numbers instead of a whole response
+    body. Records written by earlier releases hold the rendered answer
+    (``response``)."""
 
     fingerprint: str
-    op_id: str
-    response: StoredResponse
+    outcome: Applied | TransferApplied | Refused | None = None
+    response: StoredResponse | None = None
 
 
 @dataclass
@@ -76,6 +84,7 @@ def plan_batch(
     absent_at_first_read: set[str],
     now: str,
     render: Render,
+    broken: Mapping[WalletRef | str, Exception] | None = None,
 ) -> BatchPlan:
     """Apply ops in order to `states` (mutated: changed wallets are flagged).
 
@@ -86,20 +95,43 @@ def plan_batch(
     the wallet may exist by the time the client retries. A key's record from
     before idempotency was scoped per tenant (``Idempotency.legacy_key``)
     answers like its own record would.
+
+    Each op is isolated from the others: an op on a wallet or idempotency key
+    listed in `broken` (stored data the caller could not read), or one whose
+    planning raises, gets a Failed outcome and leaves `states` as it found them;
+    the rest of the batch goes ahead.
     """
     plan = BatchPlan()
     claimed: dict[str, str] = {}  # key -> fingerprint, within this batch
+    broken = broken or {}
     for op in ops:
         idem = op.idempotency
-        if idem is not None:
-            key, record = idem.key, records.get(idem.key)
-            if record is None and idem.legacy_key is not None:
-                key, record = idem.legacy_key, records.get(idem.legacy_key)
-            answer = check_record(idem, record, claimed, key in absent_at_first_read)
-            if answer is not None:
-                plan.outcomes.append(answer)
-                continue
-        outcome, entries = apply_op(op, states, now)
+        trouble = next((broken[k] for k in _keys_of(op) if k in broken), None)
+        if trouble is not None:
+            plan.outcomes.append(Failed(trouble))
+            continue
+        saved = {
+            w: (s.balance, s.seq, s.changed) for w in op.wallets if (s := states.get(w)) is not None
+        }
+        try:
+            if idem is not None:
+                key, record = idem.key, records.get(idem.key)
+                if record is None and idem.legacy_key is not None:
+                    key, record = idem.legacy_key, records.get(idem.legacy_key)
+                answer = check_record(
+                    op, idem, record, claimed, key in absent_at_first_read, render=render
+                )
+                if answer is not None:
+                    plan.outcomes.append(answer)
+                    continue
+            outcome, entries = apply_op(op, states, now)
+        except Exception as exc:  # a bug or bad data: this op's answer, not the batch's
+            for w, (balance, seq, changed) in saved.items():
+                state = states[w]
+                assert state is not None
+                state.balance, state.seq, state.changed = balance, seq, changed
+            plan.outcomes.append(Failed(exc))
+            continue
         plan.outcomes.append(outcome)
         if entries:  # one per posting, in the order of op.wallets
             plan.entries.extend(zip(op.wallets, entries, strict=True))
@@ -107,10 +139,15 @@ def plan_batch(
             outcome.refusal, WalletNotFound
         )
         if idem is not None and not unknown_wallet:
+            assert isinstance(outcome, Applied | TransferApplied | Refused)
             claimed[idem.key] = idem.fingerprint
-            record = IdempotencyRecord(idem.fingerprint, op.id, render(op, outcome))
-            plan.records.append((idem.key, record))
+            plan.records.append((idem.key, IdempotencyRecord(idem.fingerprint, outcome)))
     return plan
+
+
+def _keys_of(op: Op) -> tuple[WalletRef | str, ...]:
+    """The stored things an op depends on: its wallets and its idempotency key."""
+    return (*op.wallets, op.idempotency.key) if op.idempotency else op.wallets
 
 
 def apply_op(
@@ -185,10 +222,13 @@ def _counterparty(op: Op, kind: EntryType) -> str | None:
 
 
 def check_record(
+    op: Op,
     idem: Idempotency,
     record: IdempotencyRecord | None,
     claimed: Mapping[str, str],
     was_absent: bool,
+    *,
+    render: Render,
 ) -> Outcome | None:
     """None: go ahead. Otherwise the answer for a key already used."""
     if idem.key in claimed:  # the same key twice in one batch
@@ -199,4 +239,7 @@ def check_record(
         return KeyReused()
     if was_absent:  # written by a concurrent request since our first read
         return KeyInUse()
+    if record.outcome is not None:
+        return Replayed(render(op, record.outcome))
+    assert record.response is not None
     return Replayed(record.response)

@@ -31,11 +31,14 @@ def healthz() -> ApiResponse:
 @bp.get("/readyz")
 @operation((200, Health, "Ready"), problems=(503,), auth=False)
 def readyz() -> ApiResponse:
-    """Readiness (Redis PING)"""
-    if not wallet_context().store.ping():
-        raise ProblemError(
-            problem(503, "redis-unavailable", "Not ready", "Redis does not answer PING")
-        )
+    """Readiness (Redis answers, with maxmemory-policy noeviction)
+
+    503 when Redis does not answer, or when its eviction policy could drop
+    idempotency records or ledger entries.
+    """
+    reason = wallet_context().store.not_ready()
+    if reason is not None:
+        raise ProblemError(problem(503, "redis-unavailable", "Not ready", reason))
     return ApiResponse(200, {"status": "ready"})
 
 
