@@ -20,6 +20,20 @@
 # Host names, not addresses: containers and pods change address when they restart.
 set -eu
 
+# Writes stdin to the file $1 in /data. Started as root (compose) with cap_drop ALL,
+# root has no CAP_DAC_OVERRIDE: it cannot create files in a /data that belongs to the
+# redis user (the image's ownership, or the entrypoint's chown on an earlier start).
+# Then the file is written as that user, who is the one to rewrite it later anyway.
+write_data_file() {
+	if (: >"$1") 2>/dev/null; then # a subshell: a failed redirection ends it, not us
+		cat >"$1"
+	elif command -v gosu >/dev/null 2>&1; then
+		gosu redis tee "$1" >/dev/null
+	else
+		setpriv --reuid=redis --regid=redis --init-groups tee "$1" >/dev/null
+	fi
+}
+
 : "${SENTINEL_HOST:?}" "${SENTINEL_MASTER_NAME:?}" "${SENTINEL_PRIMARY:?}"
 port="${SENTINEL_PORT:-26379}"
 conf=/data/sentinel.conf
@@ -73,7 +87,7 @@ if [ ! -s "$conf" ]; then
 		echo "sentinel down-after-milliseconds $name ${SENTINEL_DOWN_AFTER_MS:-3000}"
 		echo "sentinel failover-timeout $name ${SENTINEL_FAILOVER_TIMEOUT_MS:-30000}"
 		echo "sentinel parallel-syncs $name 1"
-	} >"$conf"
+	} | write_data_file "$conf"
 fi
 
 if [ "$(id -u)" = 0 ] && command -v docker-entrypoint.sh >/dev/null 2>&1; then

@@ -26,6 +26,20 @@
 # directly otherwise (the chart runs it as uid 999).
 set -eu
 
+# Writes stdin to the file $1 in /data. Started as root (compose) with cap_drop ALL,
+# root has no CAP_DAC_OVERRIDE: it cannot create files in a /data that belongs to the
+# redis user (the image's ownership, or the entrypoint's chown on an earlier start).
+# Then the file is written as that user, who is the one to rewrite it later anyway.
+write_data_file() {
+	if (: >"$1") 2>/dev/null; then # a subshell: a failed redirection ends it, not us
+		cat >"$1"
+	elif command -v gosu >/dev/null 2>&1; then
+		gosu redis tee "$1" >/dev/null
+	else
+		setpriv --reuid=redis --regid=redis --init-groups tee "$1" >/dev/null
+	fi
+}
+
 limit=""
 if [ -r /sys/fs/cgroup/memory.max ]; then
 	limit="$(cat /sys/fs/cgroup/memory.max)"
@@ -59,9 +73,9 @@ if [ -n "${REDIS_HA_HOST:-}" ]; then
 	conf=/data/redis-ha.conf
 	if [ ! -s "$conf" ]; then
 		if [ "$REDIS_HA_HOST" = "$REDIS_HA_PRIMARY" ]; then
-			echo "# first start: primary (Sentinel rewrites this file)" >"$conf"
+			echo "# first start: primary (Sentinel rewrites this file)" | write_data_file "$conf"
 		else
-			echo "replicaof $REDIS_HA_PRIMARY $port" >"$conf"
+			echo "replicaof $REDIS_HA_PRIMARY $port" | write_data_file "$conf"
 		fi
 	fi
 	for sentinel in $(echo "${REDIS_HA_SENTINELS:-}" | tr ',' ' '); do
