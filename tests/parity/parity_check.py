@@ -56,6 +56,9 @@ TRAEFIK_DEFAULT_DIAL_TIMEOUT = "30s"
 SERVERSTRANSPORT_ANNOTATION = "traefik.ingress.kubernetes.io/service.serverstransport"
 
 # Env vars only the chart sets, each with the compose equivalent.
+# redis-server settings that must agree beyond persistence: the encoding thresholds
+# the stored forms are sized for (store.py, README "Capacity").
+REDIS_TUNING_FLAGS = ("zset-max-listpack-value",)
 CHART_ONLY_ENV = {
     "PORT": "compose relies on the image's ENV PORT (same value: aspect api.port)",
     "REPLICA_ID": "compose: the app's default, the hostname (container id); chart: the pod name",
@@ -648,6 +651,8 @@ def observe_compose(cfg: dict, *, env_example: Path = ROOT / ".env.example") -> 
           (redis.get("environment") or {}).get("REDIS_MAXMEMORY_PERCENT"))  # fmt: skip
     o.add("redis.start_script", "the script the command runs, through its bind mount",
           script_digest(_mounted(redis, script).read_bytes()) if script else None)  # fmt: skip
+    o.add("redis.tuning", "redis-server flags",
+          {k: flags.get(k) for k in REDIS_TUNING_FLAGS})  # fmt: skip
     o.add("redis.persistence", "redis-server flags",
           {"appendonly": flags.get("appendonly"), "appendfsync": flags.get("appendfsync")})  # fmt: skip
     redis_env = redis.get("environment") or {}
@@ -1084,6 +1089,8 @@ def observe_chart(chart: Chart) -> Observations:
     )
     o.add("api.redis_url.password_is_redis_requirepass", "REDIS_URL password == redis-server --requirepass",
           url.password is not None and flags.get("requirepass") == url.password)  # fmt: skip
+    o.add("redis.tuning", "StatefulSet redis-server args",
+          {k: flags.get(k) for k in REDIS_TUNING_FLAGS})  # fmt: skip
     o.add("redis.persistence", "StatefulSet redis-server args",
           {"appendonly": flags.get("appendonly"), "appendfsync": flags.get("appendfsync")})  # fmt: skip
     o.add(
@@ -1314,8 +1321,8 @@ def observe_chart(chart: Chart) -> Observations:
 
 HA_COMPOSE_FILES = (*COMPOSE_FILES, ROOT / "docker-compose.ha.yml")
 HA_VALUES = EXAMPLES / "redis-sentinel.yaml"
-HA_NODE_FLAGS = ("appendonly", "appendfsync", "maxmemory-policy", "min-replicas-to-write",
-                 "min-replicas-max-lag")  # fmt: skip
+HA_NODE_FLAGS = ("appendonly", "appendfsync", "maxmemory-policy", "zset-max-listpack-value",
+                 "min-replicas-to-write", "min-replicas-max-lag")  # fmt: skip
 HA_SENTINEL_ENV = ("SENTINEL_MASTER_NAME", "SENTINEL_QUORUM", "SENTINEL_DOWN_AFTER_MS",
                    "SENTINEL_FAILOVER_TIMEOUT_MS")  # fmt: skip
 

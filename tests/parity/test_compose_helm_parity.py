@@ -52,6 +52,7 @@ EXPECTED_ASPECTS = [
     "whoami.health.path",
     "redis.image",
     "redis.persistence",
+    "redis.tuning",
     "redis.port",
     "redis.data_dir",
     "prometheus.global",
@@ -206,6 +207,7 @@ CHART_MUTATIONS = [
     pytest.param({"redis": {"maxmemoryPercent": 90}}, "redis.maxmemory_percent", "90", id="maxmemory-percent"),
     pytest.param({"redis": {"resources": {"limits": {"memory": "1Gi"}}}}, "redis.memory_limit", "1073741824", id="memory-limit"),
     pytest.param({"redis": {"extraArgs": ["--maxmemory-policy", "allkeys-lru"]}}, "redis.eviction_policy", "allkeys-lru", id="eviction-policy"),
+    pytest.param({"redis": {"extraArgs": ["--zset-max-listpack-value", "64"]}}, "redis.tuning", "'64'", id="listpack-value"),
 ]  # fmt: skip
 
 COMPOSE_MUTATIONS = [

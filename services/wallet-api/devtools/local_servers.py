@@ -96,6 +96,8 @@ def redis_server(appendfsync: str = "always", *extra: str) -> Iterator[RedisServ
             "yes",
             "--appendfsync",
             appendfsync,
+            "--zset-max-listpack-value",  # as compose and the chart run it
+            "128",
             "--save",
             "",
             "--daemonize",
