@@ -95,11 +95,15 @@ def test_an_alert_reaches_the_receiver_when_a_replica_stops(
     WalletApiReplicasLost, Alertmanager routes it, and the sink has received it."""
     replicas = ss.wallet_api_containers()
     assert len(replicas) >= 2, "needs two replicas"
-    ss.poll(  # Prometheus must have seen both replicas first (the rule compares with the last hour)
-        "Prometheus scrapes every replica",
-        lambda: ss.prom_vector(stack, http, 'count(up{job="wallet-api"} == 1)'),
+    # The rule compares with the most replicas of the last hour, sampled every 15 s: on a
+    # stack that just started, that sample must already count every replica.
+    ss.poll(
+        "Prometheus' last-hour maximum counts every replica",
+        lambda: ss.prom_vector(
+            stack, http, 'max_over_time(count(up{job="wallet-api"} == 1)[1h:15s])'
+        ),
         lambda v: bool(v) and int(v[0]["value"][1]) == len(replicas),
-        timeout=60,
+        timeout=90,
         interval=2,
     )
     victim = replicas[-1]["Id"]
