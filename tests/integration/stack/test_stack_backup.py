@@ -63,11 +63,21 @@ def test_backup_wipe_restore_drill(stack: ss.Stack, http: requests.Session) -> N
     snapshot = ss.ROOT / out.split("backup: ", 1)[1].split(" (", 1)[0]
     assert snapshot.is_file() and snapshot.with_name(snapshot.name + ".sha256").is_file()
 
-    # Wipe: Redis and its volume are gone; a fresh, empty Redis starts.
-    ss.run(ss.compose_cmd("rm", "--stop", "--force", "redis"), timeout=120)
-    volume = f"{ss.PROJECT}_redis-data"
-    ss.run(["docker", "volume", "rm", volume], timeout=60)
-    ss.run(ss.compose_cmd("up", "-d", "--wait", "redis"), timeout=180)
+    # Wipe: every Redis node (the HA stack's replicas and Sentinels too: a replica would
+    # otherwise still hold the data) and its volume are gone; a fresh, empty Redis starts.
+    nodes = {"redis": "redis-data"}
+    if "docker-compose.ha.yml" in ss.COMPOSE_FILES:
+        for name in (
+            "redis-replica-1",
+            "redis-replica-2",
+            "sentinel-1",
+            "sentinel-2",
+            "sentinel-3",
+        ):
+            nodes[name] = f"{name}-data"
+    ss.run(ss.compose_cmd("rm", "--stop", "--force", *nodes), timeout=120)
+    ss.run(["docker", "volume", "rm", *(f"{ss.PROJECT}_{v}" for v in nodes.values())], timeout=60)
+    ss.run(ss.compose_cmd("up", "-d", "--wait", *nodes), timeout=180)
     gone = ss.poll(
         "the wiped wallet is missing",
         lambda: http.get(

@@ -68,8 +68,11 @@ def test_traefik_api_lists_wallet_router_and_service(
     # Requests with an Idempotency-Key: the same route, a retry that may repeat a POST.
     assert keyed["rule"] == router["rule"] + " && HeaderRegexp(`Idempotency-Key`, `.+`)"
     assert keyed["service"] == "wallet" and keyed["status"] == "enabled"
-    assert router["middlewares"] == ["wallet-retry@file"]
-    assert keyed["middlewares"] == ["wallet-retry-keyed@file"]
+    # The entrypoint's security headers, the edge limits, then the retry (nearest the
+    # replicas): for requests with an Idempotency-Key, the one that may repeat a POST.
+    edge = ["security-headers@file", "wallet-rate-limit@file", "wallet-in-flight@file"]
+    assert router["middlewares"] == [*edge, "wallet-retry@file"]
+    assert keyed["middlewares"] == [*edge, "wallet-retry-keyed@file"]
     assert router["status"] == "enabled"
     assert router["service"] == "wallet"
     assert router["entryPoints"] == ["websecure"]

@@ -13,6 +13,14 @@ the AOF on (Redis rewrites it from the loaded data) and shuts that server down o
 rewrite is done. The stack then starts as usual, from the new AOF. Money moved after the
 backup is gone: that is what a restore means; idempotent replays of requests from
 before the backup still answer with their stored responses.
+
+With `make up-ha` running (its Sentinels are up), both work on the HA topology: the
+backup streams from the `redis` node (primary or replica: a replica holds every
+acknowledged operation, WAIT saw to it), and the restore stops the Sentinels and every
+data node first, restores into `redis`, empties the replicas and the Sentinels' state,
+and starts `redis` as the primary again: the replicas resync from it and the Sentinels
+watch it afresh. Restoring one node only would not do: a Sentinel would fail over to a
+replica still holding the newer data.
 """
 
 from __future__ import annotations
@@ -28,13 +36,16 @@ from stackctl import REPO_ROOT
 
 RDB_MAGIC = b"REDIS"
 COMPOSE_FILES = ("docker-compose.traefik.yml", "docker-compose.yml")
+HA_FILE = "docker-compose.ha.yml"
+HA_REPLICAS = ("redis-replica-1", "redis-replica-2")
+SENTINELS = ("sentinel-1", "sentinel-2", "sentinel-3")
 ADMIN_CLI = 'redis-cli --no-auth-warning --user ops --pass "$REDIS_ADMIN_PASSWORD"'
 
 # Runs as the redis user in a one-off container of the redis service, with the redis-data
 # volume at /data (owned by redis, mode 700) and the snapshot on stdin.
 RESTORE_SCRIPT = r"""
 set -eu
-rm -rf /data/appendonlydir /data/appendonly.aof /data/dump.rdb
+rm -rf /data/appendonlydir /data/appendonly.aof /data/dump.rdb /data/redis-ha.conf
 cat > /data/dump.rdb
 redis-server --port 6390 --bind 127.0.0.1 --dir /data --dbfilename dump.rdb \
   --appendonly no --daemonize yes --logfile /tmp/restore.log \
@@ -62,11 +73,20 @@ class BackupError(RuntimeError):
     that changes data."""
 
 
-def _compose(*args: str) -> list[str]:
+def _compose(*args: str, ha: bool = False) -> list[str]:
     cmd = ["docker", "compose"]
-    for name in COMPOSE_FILES:
+    for name in (*COMPOSE_FILES, HA_FILE) if ha else COMPOSE_FILES:
         cmd += ["-f", str(REPO_ROOT / name)]
     return [*cmd, *args]
+
+
+def ha_running() -> bool:
+    """Whether the stack runs with the Redis HA overlay (`make up-ha`): its Sentinels
+    have containers. Compose run with the wrong files would recreate the services."""
+    proc = subprocess.run(  # noqa: S603
+        _compose("ps", "-q", *SENTINELS, ha=True), capture_output=True, text=True, check=False
+    )
+    return proc.returncode == 0 and bool(proc.stdout.strip())
 
 
 def _run(cmd: Sequence[str], stdin: IO[bytes] | None = None) -> str:
@@ -116,9 +136,10 @@ def backup(directory: Path, now: dt.datetime | None = None) -> Path:
     directory.mkdir(mode=0o700, exist_ok=True)
     target = directory / f"redis-{now:%Y%m%dT%H%M%SZ}.rdb"
     partial = target.with_suffix(".rdb.partial")
+    ha = ha_running()
     with partial.open("wb") as out:
         proc = subprocess.run(  # noqa: S603
-            _compose("exec", "-T", "redis", "sh", "-c", f"{ADMIN_CLI} --rdb - 2>/dev/null"),
+            _compose("exec", "-T", "redis", "sh", "-c", f"{ADMIN_CLI} --rdb - 2>/dev/null", ha=ha),
             stdout=out, stderr=subprocess.PIPE, check=False,
         )  # fmt: skip
     with partial.open("rb") as f:
@@ -140,13 +161,19 @@ def restore(snapshot: Path) -> str:
     """Put `snapshot` back as the stack's Redis data; returns what the loader said."""
     verify(snapshot)
     snapshot = snapshot.resolve()
-    _run(_compose("stop", "wallet-api"))
-    _run(_compose("stop", "redis"))
+    ha = ha_running()
+    others = (*SENTINELS, *HA_REPLICAS) if ha else ()
+    _run(_compose("stop", "wallet-api", *others, ha=ha))
+    _run(_compose("stop", "redis", ha=ha))
     with snapshot.open("rb") as stdin:
         out = _run(
             _compose("run", "--rm", "--no-deps", "-T", "--user", "redis", "--entrypoint", "sh",
-                     "redis", "-c", RESTORE_SCRIPT),
+                     "redis", "-c", RESTORE_SCRIPT, ha=ha),
             stdin=stdin,
         )  # fmt: skip
-    _run(_compose("up", "-d", "--wait", "redis", "wallet-api"))
+    for service in others:  # replicas resync from `redis`; Sentinels start watching it
+        _run(_compose("run", "--rm", "--no-deps", "-T", "--user", "redis", "--entrypoint", "sh",
+                      service, "-c", "find /data -mindepth 1 -delete", ha=ha))  # fmt: skip
+    _run(_compose("up", "-d", "--wait", "redis", ha=ha))
+    _run(_compose("up", "-d", "--wait", *others, "wallet-api", ha=ha))
     return out.strip().splitlines()[-1] if out.strip() else "restored"
