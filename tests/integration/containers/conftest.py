@@ -724,6 +724,9 @@ def _compose_ha_services() -> dict[str, Any]:
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", "/root"),
         "REDIS_PASSWORD": REDIS_PASSWORD,
+        # the other ACL users' (replication and the Sentinels act as `ops`)
+        "REDIS_ADMIN_PASSWORD": f"admin-{uuid.uuid4().hex}",
+        "REDIS_EXPORTER_PASSWORD": f"exporter-{uuid.uuid4().hex}",
         "WALLET_API_KEYS": ",".join(API_KEYS),
         "REDIS_IMAGE": REDIS_IMAGE,
         **{k: v for k, v in os.environ.items() if k.startswith("DOCKER_")},
