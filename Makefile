@@ -77,8 +77,17 @@ chart-docs: venv ## Regenerate the chart README values table and values.schema.j
 
 .PHONY: test
 test: ## Everything CI runs: lint, unit, tools, redis, image, helm, parity, testcontainers, compose e2e, fresh-check, release-check
-	@$(MAKE) --no-print-directory lint unit_test_python test_tools test_redis helm-lint images
-	@$(MAKE) --no-print-directory unit_test_docker parity integration e2e fresh-check release-check
+	@# Two at a time where nothing measures time or load: the static checks and unit
+	@# suites; then fresh-check (mostly a pristine container's apt and build) beside the
+	@# docker checks. The load, failover and edge suites run alone.
+	@$(MAKE) --no-print-directory -j2 --output-sync=target lint unit_test_python test_tools helm-lint images
+	@$(MAKE) --no-print-directory test_redis
+	@$(MAKE) --no-print-directory -j2 --output-sync=target fresh-check _docker_checks
+	@$(MAKE) --no-print-directory integration e2e
+
+.PHONY: _docker_checks
+_docker_checks: images
+	@$(MAKE) --no-print-directory unit_test_docker parity release-check
 
 .PHONY: dev
 dev: venv ## Run the API with gunicorn on 127.0.0.1:PORT, default 8000 (starts a local redis-server if REDIS_URL is unset)
