@@ -36,7 +36,7 @@ def ha(helm):
 def test_redis_scripts_are_the_ones_compose_runs(default):
     chart = {p.name: p.read_bytes() for p in sorted((CHART / "files" / "redis").glob("*.sh"))}
     compose = {p.name: p.read_bytes() for p in sorted((ROOT / "infra" / "redis").glob("*.sh"))}
-    assert set(chart) == {"redis-server.sh", "sentinel.sh"}
+    assert set(chart) == {"redis-server.sh", "sentinel.sh", "data-file.sh"}
     assert chart == compose, (
         "helm/wallet-stack/files/redis/ must hold byte-identical copies of infra/redis/*.sh "
         "(cp infra/redis/*.sh helm/wallet-stack/files/redis/)"
