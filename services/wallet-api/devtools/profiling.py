@@ -164,6 +164,19 @@ def py_spy_record(pid: int, seconds: int, rate: int = 100) -> Iterator[list[str]
             stacks.extend(out.read_text().splitlines())
 
 
+# Parts of a worker's work, by where their code lives: a sample counts for every part
+# anywhere on its stack (inclusive), so they overlap and do not add up to 100 %.
+COMPONENTS = {
+    "access log + other logging (stdlib logging)": "(stdlib/logging/",
+    "metrics (prometheus_client, prometheus_flask_exporter)": "(prometheus_",
+    "Redis client (redis-py)": "(redis/",
+    "JSON (stdlib json)": "(stdlib/json/",
+    "pydantic validation": "(pydantic",
+    "gunicorn HTTP parsing and writing (gunicorn/http)": "(gunicorn/http/",
+    "socket send (gevent)": "SocketMixin.send (",
+}
+
+
 @dataclass
 class Profile:
     samples: int
@@ -171,6 +184,7 @@ class Profile:
     # function, share of samples it was anywhere on the stack; twice as many, since the
     # first ones are the server's trunk (gunicorn, gevent, Flask's dispatch)
     total: list[tuple[str, float]]
+    components: dict[str, float] = field(default_factory=dict)  # COMPONENTS, inclusive
 
 
 def _frame_name(frame: str) -> str:
@@ -191,6 +205,7 @@ def top_functions(raw: list[str], n: int = 15) -> Profile:
     (py-spy adds a `process ...` root frame with --subprocesses)."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
+    parts: Counter[str] = Counter()
     samples = 0
     for line in raw:
         stack, _, count_text = line.rpartition(" ")
@@ -204,11 +219,15 @@ def top_functions(raw: list[str], n: int = 15) -> Profile:
         own[frames[-1]] += count
         for name in set(frames):
             total[name] += count
+        for part, marker in COMPONENTS.items():
+            if any(marker in f for f in frames):
+                parts[part] += count
     share = max(samples, 1)
     return Profile(
         samples,
         [(name, c / share) for name, c in own.most_common(n)],
         [(name, c / share) for name, c in total.most_common(2 * n)],
+        {part: parts[part] / share for part in COMPONENTS},
     )
 
 
@@ -218,4 +237,6 @@ def format_profile(profile: Profile, title: str) -> str:
     lines += [f"  {share * 100:6.1f}  {name}" for name, share in profile.own]
     lines.append(f"  {'total %':>6}  function (anywhere on the stack)")
     lines += [f"  {share * 100:6.1f}  {name}" for name, share in profile.total]
+    lines.append(f"  {'total %':>6}  component (inclusive, overlapping)")
+    lines += [f"  {share * 100:6.1f}  {name}" for name, share in profile.components.items()]
     return "\n".join(lines)

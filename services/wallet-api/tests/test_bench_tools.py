@@ -65,6 +65,8 @@ def test_py_spy_raw_stacks_give_own_and_total_shares() -> None:
     assert ("send (gevent/_socketcommon.py)", 0.1) in profile.own
     # Lines of one function count once per sample, wherever they are.
     assert profile.total[0] == ("handle (gunicorn/workers/ggevent.py)", 1.0)
+    assert profile.components["JSON (stdlib json)"] == 0.9
+    assert profile.components["Redis client (redis-py)"] == 0.0
 
 
 def test_side_by_side_wrk_runs_add_counts_and_keep_the_worst_latency() -> None:
