@@ -166,14 +166,17 @@ def py_spy_record(pid: int, seconds: int, rate: int = 100) -> Iterator[list[str]
 
 # Parts of a worker's work, by where their code lives: a sample counts for every part
 # anywhere on its stack (inclusive), so they overlap and do not add up to 100 %.
-COMPONENTS = {
-    "access log + other logging (stdlib logging)": "(stdlib/logging/",
-    "metrics (prometheus_client, prometheus_flask_exporter)": "(prometheus_",
-    "Redis client (redis-py)": "(redis/",
-    "JSON (stdlib json)": "(stdlib/json/",
-    "pydantic validation": "(pydantic",
-    "gunicorn HTTP parsing and writing (gunicorn/http)": "(gunicorn/http/",
-    "socket send (gevent)": "SocketMixin.send (",
+# py-spy names files relative to their sys.path entry (json/encoder.py); _frame_name
+# turns absolute standard-library paths into stdlib/...: either form matches.
+COMPONENTS: dict[str, tuple[str, ...]] = {
+    "access log + other logging (stdlib logging)": ("(logging/", "(stdlib/logging/"),
+    "request log hooks (wallet_api observability)": ("(wallet_api/observability.py",),
+    "metrics (prometheus_client, prometheus_flask_exporter)": ("(prometheus_",),
+    "Redis client (redis-py)": ("(redis/",),
+    "JSON (stdlib json)": ("(json/", "(stdlib/json/"),
+    "gunicorn HTTP parsing and writing (gunicorn/http)": ("(gunicorn/http/",),
+    "gunicorn: sending the response headers": ("Response.send_headers (gunicorn/",),
+    "socket send (gevent)": ("SocketMixin.send (",),
 }
 
 
@@ -219,8 +222,8 @@ def top_functions(raw: list[str], n: int = 15) -> Profile:
         own[frames[-1]] += count
         for name in set(frames):
             total[name] += count
-        for part, marker in COMPONENTS.items():
-            if any(marker in f for f in frames):
+        for part, markers in COMPONENTS.items():
+            if any(m in f for f in frames for m in markers):
                 parts[part] += count
     share = max(samples, 1)
     return Profile(
