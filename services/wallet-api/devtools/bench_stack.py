@@ -132,6 +132,8 @@ def classify(proc: ProcessCpu) -> str:
     name = argv[0].rsplit("/", 1)[-1] if argv else ""
     if "gunicorn" in proc.command:
         return "wallet-api"
+    if "wrk" in argv:  # through Traefik wrk runs under `unshare ... sh -c ... wrk` (wrk_runner)
+        return "wrk"
     known = {
         "traefik": "traefik",
         "dockerd": "dockerd",
