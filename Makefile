@@ -94,7 +94,7 @@ dev: venv ## Run the API with gunicorn on 127.0.0.1:PORT, default 8000 (starts a
 	cd $(SERVICE) && PORT=$(PORT) ../../$(PY) -m devtools.dev
 
 .PHONY: bench
-bench: venv ## Benchmark: wrk load on gunicorn + redis on 127.0.0.1, ratios vs /healthz
+bench: venv ## Benchmark on 127.0.0.1: ratios vs bare Flask, hot wallet on 2 instances, verdicts (BENCH_ARGS=--profile)
 	cd $(SERVICE) && ../../$(PY) -m devtools.bench $(BENCH_ARGS)
 
 # -- Containers --------------------------------------------------------------
@@ -247,5 +247,5 @@ ps: ## Show the stack's containers and their health
 	$(COMPOSE_HA) ps
 
 .PHONY: bench-stack
-bench-stack: ## Same wrk load through Traefik (HTTPS) and straight to one replica, with the ratio (runs `make up` if needed)
+bench-stack: ## The load through Traefik (HTTPS) and straight to the same replicas: ratios, CPU, verdicts (runs `make up`)
 	python3 $(SERVICE)/devtools/bench_stack.py $(BENCH_STACK_ARGS)

@@ -152,6 +152,8 @@ def test_invalid_sentinel_settings_fail(helm, sets, message):
         "redis.sentinel.masterName=a b",
         "ingress.wallet.retry.attempts=1",
         "ingress.wallet.upstreamDialTimeout=0s",
+        "ingress.wallet.retry.maxRequestBodyBytes=0",
+        "ingress.wallet.retry.maxRequestBodyBytes=2097152",
     ],
 )
 def test_schema_rejects_wrong_ha_values(helm, bad):
@@ -168,7 +170,14 @@ def test_wallet_routes_retry(default):
     assert plain["middlewares"][-1] == {"name": "wallet-stack-retry"}
     assert keyed["middlewares"][:-1] == plain["middlewares"][:-1]
     retry = default.get("Middleware", "wallet-stack-retry")["spec"]["retry"]
-    assert retry == {"attempts": 4, "initialInterval": "100ms", "status": ["502"]}
+    # maxRequestBodyBytes: Traefik's per-request copy of the body, the API's MAX_BODY_BYTES
+    # (its default was ~1.5 MiB per request and got Traefik OOM-killed: README "Performance")
+    assert retry == {
+        "attempts": 4,
+        "initialInterval": "100ms",
+        "status": ["502"],
+        "maxRequestBodyBytes": 16384,
+    }
     keyed_retry = default.get("Middleware", "wallet-stack-retry-keyed")["spec"]["retry"]
     assert keyed_retry == {**retry, "retryNonIdempotentMethod": True}
     st = default.get("ServersTransport", API)["spec"]["forwardingTimeouts"]

@@ -202,6 +202,7 @@ CHART_MUTATIONS = [
     pytest.param({"redis": {"exporter": {"enabled": False}}}, "redis.exporter.user", "None", id="no-exporter"),
     pytest.param({"ingress": {"wallet": {"retry": {"enabled": False}}}}, "routing.routes", "HeaderRegexp", id="no-retry"),
     pytest.param({"ingress": {"wallet": {"retry": {"attempts": 2}}}}, "routing.routes", "('attempts', 2)", id="retry-attempts"),
+    pytest.param({"ingress": {"wallet": {"retry": {"maxRequestBodyBytes": 1048576}}}}, "routing.routes", "1048576", id="retry-body-copy"),
     pytest.param({"ingress": {"wallet": {"upstreamDialTimeout": "30s"}}}, "traefik.api_upstream_dial_timeout", "30.0", id="dial-timeout"),
     pytest.param({"ingress": {"wallet": {"retry": {"passiveFailureWindow": "30s"}}}}, "traefik.api_passive_health_check", "30.0", id="passive-window"),
     pytest.param({"redis": {"maxmemoryPercent": 90}}, "redis.maxmemory_percent", "90", id="maxmemory-percent"),

@@ -2,11 +2,14 @@
 --   BENCH_MODE   healthz | get | deposit
 --   BENCH_WALLETS  comma-free count of wallets named bench-<n> (1 = hot wallet)
 --   BENCH_KEY    API key
+--   BENCH_RUN    part of every Idempotency-Key: a new one per run, so that runs sharing
+--                a wallet set never replay each other's keys (replays are cheaper)
 -- Deposits carry a unique Idempotency-Key, like a careful client's would.
 local mode = os.getenv("BENCH_MODE") or "healthz"
 local wallets = tonumber(os.getenv("BENCH_WALLETS") or "1")
 local key = os.getenv("BENCH_KEY") or ""
 local prefix = os.getenv("BENCH_PREFIX") or "bench"
+local run = os.getenv("BENCH_RUN") or "0"
 local threads = {}
 local counter = 0
 local thread_id = 0
@@ -34,7 +37,7 @@ function request()
     return wrk.format("GET", "/wallets/" .. prefix .. "-" .. n, headers)
   end
   headers["Content-Type"] = "application/json"
-  headers["Idempotency-Key"] = prefix .. "-" .. thread_id .. "-" .. counter
+  headers["Idempotency-Key"] = prefix .. "-" .. run .. "-" .. thread_id .. "-" .. counter
   return wrk.format("POST", "/wallets/" .. prefix .. "-" .. n .. "/deposit", headers, '{"amount": 1}')
 end
 

@@ -1,8 +1,25 @@
 """`make bench`: a bounded load against wallet-api under gunicorn on 127.0.0.1.
 
-Prints requests/s and p50/p99 for each scenario, ratios against the bare
-/healthz baseline measured in the same run, WATCH retries per operation, and a
-lost-update check. Uses wrk (Debian: apt-get install wrk) for the load.
+Prints requests/s and p50/p99 for each scenario, ratios against two baselines
+measured in the same run under the same gunicorn settings (a bare Flask app
+answering {"ok": true}: devtools/bare_app.py, and the API's own /healthz), WATCH
+retries per operation, and a lost-update check. Uses wrk (Debian: apt-get install
+wrk) for the load. Ratios, not absolute rates, are what can be compared between
+runs: on a shared 2-core machine the absolute rates move by +-10 % run to run.
+
+Two API instances ("replicas": two gunicorn masters, same settings, same Redis)
+also take the deposit load spread over them, on 10,000 wallets and on one hot
+wallet, because WATCH conflicts between processes are what group commit cannot
+merge away (it batches within one process only).
+
+With pidstat (Debian: sysstat) each scenario also gets the CPU of the workers,
+Redis and wrk, in % of one core and CPU microseconds per request. --profile adds one
+more spread-deposit run with py-spy sampling the API's workers, and prints the
+functions that took the most samples (not counted in the table: py-spy costs CPU).
+
+The output ends with one verdict line per target of issue 13: the measured ratio,
+the target, and met / NOT met. A missed target does not fail the run (exit 1 is kept
+for lost updates and 5xx): the numbers are measurements, not assertions.
 
 For the deposit scenarios it also prints what one deposit costs Redis (README
 "Capacity"), from the server's own counters around the scenario:
@@ -17,6 +34,7 @@ The number of deposits is the number of ledger entries written (ZADD calls):
 wrk does not count the replies still in flight when it stops.
 
     python -m devtools.bench [--duration 5] [--connections 64] [--worker-class gthread]
+                             [--profile]
 """
 
 from __future__ import annotations
@@ -26,18 +44,36 @@ import shutil
 import sys
 import time
 import urllib.request
+from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import redis
 
-from devtools.local_servers import api_server, redis_server
-from devtools.wrk_runner import run_wrk
+from devtools.local_servers import ApiServer, api_server, redis_server
+from devtools.profiling import (
+    ProcessCpu,
+    cpu_during,
+    format_cpu,
+    format_profile,
+    py_spy_binary,
+    py_spy_record,
+    top_functions,
+)
+from devtools.wrk_runner import run_wrk, run_wrk_spread
 from wallet_api.domain.operations import DEFAULT_TENANT, WalletRef
 from wallet_api.store import WalletStore, wallet_key
 
 KEY = "bench-key-0123456789abcdef"
 SPREAD = 10_000
+BARE_APP = "devtools.bare_app:app"
+
+# Issue 13's targets: (name, ratio floor, retries-per-op ceiling or None).
+TARGET_DEPOSIT_VS_BARE = 0.6
+AIM_DEPOSIT_VS_BARE = 0.7
+TARGET_HOT_VS_SPREAD = 0.95
+TARGET_RETRIES_PER_OP = 0.01
 
 
 @dataclass
@@ -122,6 +158,7 @@ class Result:
     socket_errors: int
     retries_per_op: float | None = None
     redis: RedisCost | None = None
+    cpu: str | None = None
 
 
 def _retries(base: str) -> float:
@@ -133,23 +170,58 @@ def _retries(base: str) -> float:
     )
 
 
+def _children(pid: int) -> set[int]:
+    """A gunicorn master's workers (Linux: /proc/<pid>/task/*/children)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found |= {int(x) for x in (task / "children").read_text().split()}
+        except OSError:
+            continue
+    return found
+
+
+class Classifier:
+    """Names pidstat's processes for `make bench`: each server's workers by PID."""
+
+    def __init__(self, gunicorns: dict[str, int], **others: int) -> None:
+        self.names: dict[int, str] = {pid: name for name, pid in others.items()}
+        for name, pid in gunicorns.items():
+            self.names[pid] = f"{name} master"
+            for child in _children(pid):
+                self.names[child] = name
+
+    def __call__(self, proc: ProcessCpu) -> str:
+        if proc.pid in self.names:
+            return self.names[proc.pid]
+        return "wrk" if proc.command.split()[0].endswith("wrk") else "other"
+
+
 def _run(
     name: str,
-    base: str,
+    bases: list[str],
     env: dict[str, str],
-    duration: int,
-    connections: int,
+    args: argparse.Namespace,
     *,
     meter: RedisMeter | None = None,
+    classify: Classifier | None = None,
+    seconds: int | None = None,
 ) -> Result:
-    before = _retries(base)
+    """One scenario: wrk on one base URL, or the same load spread over several."""
     deposit = env.get("BENCH_MODE") == "deposit"
+    before = sum(_retries(b) for b in bases) if deposit else 0.0
     snap = meter.baseline() if meter and deposit else None
-    raw = run_wrk(base, {"BENCH_KEY": KEY, **env}, duration=duration, connections=connections)
-    seconds = raw["duration_us"] / 1e6
+    env = {"BENCH_KEY": KEY, **env}
+    duration = seconds or args.duration
+    with cpu_during(duration) as cpu:
+        if len(bases) == 1:
+            raw = run_wrk(bases[0], env, duration=duration, connections=args.connections)
+        else:
+            raw = run_wrk_spread(bases, env, duration=duration, connections=args.connections)
+    elapsed = raw["duration_us"] / 1e6
     result = Result(
         name,
-        raw["requests"] / seconds,
+        raw["requests"] / elapsed,
         raw["p50_us"] / 1000,
         raw["p99_us"] / 1000,
         raw["ok"],
@@ -157,8 +229,10 @@ def _run(
         raw["failed"],
         raw["socket_errors"],
     )
+    if classify is not None:
+        result.cpu = format_cpu(cpu, classify, result.rps)
     if deposit:
-        result.retries_per_op = (_retries(base) - before) / max(raw["ok"], 1)
+        result.retries_per_op = (sum(_retries(b) for b in bases) - before) / max(raw["ok"], 1)
     if meter and snap is not None:
         time.sleep(0.5)  # replies in flight when wrk stopped
         after = meter.snapshot()
@@ -181,108 +255,233 @@ def _balance(redis_url: str, wallet_id: str) -> tuple[int, int]:
     return balance, entries
 
 
+def _lost_update_check(redis_url: str, wallet_id: str, hot: Result, in_flight_max: int) -> str:
+    """Every deposit is 1 cent: balance == ledger entries, and no acknowledged deposit
+    may be missing. wrk drops (does not count) replies still in flight when it stops,
+    so those may add up to one per connection on top of the acknowledged ones."""
+    time.sleep(0.5)  # let requests in flight when wrk stopped finish
+    balance, entries = _balance(redis_url, wallet_id)
+    unacked = balance - hot.ok
+    lost = balance != entries or unacked < 0 or unacked > in_flight_max
+    return (
+        f"lost-update check ({hot.name}): acknowledged={hot.ok} balance={balance} "
+        f"ledger_entries={entries} in_flight_at_stop={unacked} -> "
+        + ("FAIL" if lost else "OK (0 lost)")
+    )
+
+
+def _api(
+    stack: ExitStack, args: argparse.Namespace, redis_url: str, replica: str, **kw: Any
+) -> ApiServer:
+    return stack.enter_context(
+        api_server(
+            redis_url,
+            KEY,
+            workers=args.workers,
+            threads=args.threads,
+            worker_class=args.worker_class,
+            replica_id=replica,
+            # Access logs on, as in production (to /dev/null: formatting is the cost).
+            extra_env={"COMMIT_SHARDS": str(args.commit_shards), "LOG_LEVEL": "INFO"},
+            **kw,
+        )
+    )
+
+
+def _profile(api: ApiServer, args: argparse.Namespace, env: dict[str, str]) -> str:
+    """py-spy on both workers of `api` during one more spread-deposit run (not in the
+    table: the sampling takes CPU from the same two cores)."""
+    with py_spy_record(api.proc.pid, args.profile_seconds) as stacks:
+        _run("profiled", [api.url], {**env, "BENCH_RUN": "p"}, args, seconds=args.profile_seconds)
+    return format_profile(
+        top_functions(stacks),
+        f"py-spy, both workers of one instance, {SPREAD:,} spread deposits "
+        f"({args.profile_seconds}s, a run of its own)",
+    )
+
+
+def _everysec(args: argparse.Namespace, env: dict[str, str]) -> Result:
+    """The spread deposit against a Redis with appendfsync everysec: what durability costs."""
+    with ExitStack() as stack:
+        rs = stack.enter_context(redis_server(appendfsync="everysec"))
+        api = _api(stack, args, rs.url, "local")
+        _seed(rs.url, "bench", SPREAD)
+        return _run(
+            f"deposit, {SPREAD:,} spread wallets (appendfsync everysec)",
+            [api.url],
+            {**env, "BENCH_RUN": "e"},
+            args,
+            meter=RedisMeter(rs.url),
+            classify=Classifier({"api": api.proc.pid}, redis=rs.proc.pid),
+        )
+
+
 def bench(args: argparse.Namespace) -> int:
     if shutil.which("wrk") is None:
         print("bench: wrk not found; install it (Debian: apt-get install wrk)", file=sys.stderr)
         return 2
+    if args.profile and py_spy_binary() is None:
+        print("bench: --profile needs py-spy (the dev lock: make venv)", file=sys.stderr)
+        return 2
     results: list[Result] = []
-    lost_lines: list[str] = []
-    lost = False
-    fsync_modes = ["always"] + (["everysec"] if args.compare_fsync else [])
-    for fsync in fsync_modes:
-        with (
-            redis_server(appendfsync=fsync) as rs,
-            api_server(
-                rs.url,
-                KEY,
-                workers=args.workers,
-                threads=args.threads,
-                worker_class=args.worker_class,
-                # Access logs on, as in production (to /dev/null: formatting is the cost).
-                extra_env={"COMMIT_SHARDS": str(args.commit_shards), "LOG_LEVEL": "INFO"},
-            ) as api,
-        ):
-            _seed(rs.url, "bench", SPREAD)
-            _seed(rs.url, "hot", 1)
-            suffix = "" if fsync == "always" else f" (appendfsync {fsync})"
+    checks: list[str] = []
+    profile: str | None = None
+    spread_env = {"BENCH_MODE": "deposit", "BENCH_WALLETS": str(SPREAD)}
+    with ExitStack() as stack:
+        rs = stack.enter_context(redis_server(appendfsync="always"))
+        api = _api(stack, args, rs.url, "local")
+        api2 = _api(stack, args, rs.url, "local-2")
+        # The same gunicorn.conf.py, with gunicorn's own access log (bare_app.py).
+        bare = _api(
+            stack, args, rs.url, "bare", app=BARE_APP, gunicorn_args=("--access-logfile", "-")
+        )
+        _seed(rs.url, "bench", SPREAD)
+        _seed(rs.url, "hot", 1)
+        _seed(rs.url, "hot2", 1)
+        meter = RedisMeter(rs.url)
+        classify = Classifier(
+            {"bare": bare.proc.pid, "api": api.proc.pid, "api-2": api2.proc.pid},
+            redis=rs.proc.pid,
+        )
 
-            meter = RedisMeter(rs.url)
+        def run(name: str, bases: list[ApiServer], env: dict[str, str], tag: str) -> Result:
+            # BENCH_RUN: the spread scenarios share the wallets, never their keys. One
+            # letter: longer keys would make the idempotency records (bytes above) grow.
+            env = {**env, "BENCH_RUN": tag}
+            urls = [b.url for b in bases]
+            results.append(_run(name, urls, env, args, meter=meter, classify=classify))
+            return results[-1]
 
-            def run(
-                name: str,
-                env: dict[str, str],
-                suffix: str = suffix,
-                url: str = api.url,
-                meter: RedisMeter = meter,
-            ) -> None:
-                results.append(
-                    _run(name + suffix, url, env, args.duration, args.connections, meter=meter)
-                )
-
-            if fsync == "always":
-                run("GET /healthz (baseline)", {"BENCH_MODE": "healthz"})
-                run("GET /wallets/{id}", {"BENCH_MODE": "get", "BENCH_WALLETS": str(SPREAD)})
-            run(
-                f"deposit, {SPREAD:,} spread wallets",
-                {"BENCH_MODE": "deposit", "BENCH_WALLETS": str(SPREAD)},
-            )
-            if fsync == "always":
-                run(
-                    f"deposit, 1 hot wallet, {args.connections} conns",
-                    {"BENCH_MODE": "deposit", "BENCH_WALLETS": "1", "BENCH_PREFIX": "hot"},
-                )
-                hot = results[-1]
-                time.sleep(0.5)  # let requests in flight when wrk stopped finish
-                balance, entries = _balance(rs.url, "hot-0")
-                # Every deposit is 1 cent: balance == ledger entries, and no
-                # acknowledged deposit may be missing. wrk drops (does not count)
-                # replies still in flight when it stops, so those may add up to
-                # one per connection on top of the acknowledged ones.
-                unacked = balance - hot.ok
-                lost = balance != entries or unacked < 0 or unacked > args.connections
-                lost_lines.append(
-                    f"lost-update check (hot wallet): acknowledged={hot.ok} balance={balance} "
-                    f"ledger_entries={entries} in_flight_at_stop={unacked} -> "
-                    + ("FAIL" if lost else "OK (0 lost)")
-                )
+        conns = args.connections
+        run('bare Flask {"ok": true} (baseline)', [bare], {"BENCH_MODE": "healthz"}, "b")
+        run("GET /healthz", [api], {"BENCH_MODE": "healthz"}, "z")
+        run("GET /wallets/{id}", [api], {"BENCH_MODE": "get", "BENCH_WALLETS": str(SPREAD)}, "g")
+        run(f"deposit, {SPREAD:,} spread wallets", [api], spread_env, "s")
+        hot = run(
+            f"deposit, 1 hot wallet, {conns} conns",
+            [api],
+            {"BENCH_MODE": "deposit", "BENCH_WALLETS": "1", "BENCH_PREFIX": "hot"},
+            "h",
+        )
+        checks.append(_lost_update_check(rs.url, "hot-0", hot, conns))
+        run(f"deposit, {SPREAD:,} spread, 2 instances", [api, api2], spread_env, "S")
+        hot2 = run(
+            f"deposit, 1 hot wallet, 2 instances, {conns} conns",
+            [api, api2],
+            {"BENCH_MODE": "deposit", "BENCH_WALLETS": "1", "BENCH_PREFIX": "hot2"},
+            "H",
+        )
+        checks.append(_lost_update_check(rs.url, "hot2-0", hot2, conns))
+        if args.profile:
+            profile = _profile(api, args, spread_env)
+    if args.compare_fsync:
+        results.append(_everysec(args, spread_env))
     _print(results, args)
     _print_costs(results)
-    for line in lost_lines:
+    if profile:
+        print("\n" + profile)
+    print()
+    for line in checks:
         print(line)
     failed = sum(r.failed for r in results)
     print(f"5xx responses: {failed}")
+    print()
+    for line in verdicts(results):
+        print(line)
+    lost = any(line.endswith("FAIL") for line in checks)
     return 1 if lost or failed else 0
 
 
+def _find(results: list[Result], *words: str, without: str = "") -> Result | None:
+    for r in results:
+        if all(w in r.name for w in words) and not (without and without in r.name):
+            return r
+    return None
+
+
+def verdict(
+    label: str,
+    ratio: float,
+    target: float,
+    *,
+    aim: float | None = None,
+    retries_per_op: float | None = None,
+) -> str:
+    """`verdict: <label> = <measured> (target ...): met | NOT met`."""
+    met = ratio >= target
+    measured = f"{ratio:.2f}"
+    wanted = f">= {target:.2f}" + (f", aim {aim:.2f}" if aim is not None else "")
+    if retries_per_op is not None:
+        measured += f", {retries_per_op:.3f} retries/op"
+        wanted += f", <= {TARGET_RETRIES_PER_OP} retries/op"
+        met = met and retries_per_op <= TARGET_RETRIES_PER_OP
+    return f"verdict: {label} = {measured} (target {wanted}): {'met' if met else 'NOT met'}"
+
+
+def verdicts(results: list[Result]) -> list[str]:
+    """One line per target of issue 13, from this run's results only."""
+    lines = []
+    bare = _find(results, "bare Flask")
+    spread = _find(results, "spread wallets", without="everysec")
+    if bare and spread:
+        lines.append(
+            verdict(
+                "spread deposit / bare Flask",
+                spread.rps / bare.rps,
+                TARGET_DEPOSIT_VS_BARE,
+                aim=AIM_DEPOSIT_VS_BARE,
+            )
+        )
+    pairs = (
+        ("1 instance", _find(results, "hot wallet", without="instances"), spread),
+        (
+            "2 instances",
+            _find(results, "hot wallet, 2 instances"),
+            _find(results, "spread, 2 instances"),
+        ),
+    )
+    for where, hot, base in pairs:
+        if hot and base and hot.retries_per_op is not None:
+            lines.append(
+                verdict(
+                    f"hot / spread deposit, {where}",
+                    hot.rps / base.rps,
+                    TARGET_HOT_VS_SPREAD,
+                    retries_per_op=hot.retries_per_op,
+                )
+            )
+    return lines
+
+
 def _print(results: list[Result], args: argparse.Namespace) -> None:
-    base = results[0].rps
+    bare = results[0].rps
+    healthz = (_find(results, "GET /healthz") or results[0]).rps
     print(
         f"\nwallet-api bench: gunicorn {args.worker_class} workers={args.workers}"
         + (f" threads={args.threads}" if args.worker_class == "gthread" else "")
-        + f", COMMIT_SHARDS={args.commit_shards}, "
-        f"wrk -t2 -c{args.connections} -d{args.duration}s, redis appendfsync always unless noted\n"
+        + f" per instance, COMMIT_SHARDS={args.commit_shards}, "
+        f"wrk -t2 -c{args.connections} -d{args.duration}s in all (spread over the instances), "
+        "redis appendfsync always unless noted\n"
     )
     print(
-        f"{'scenario':48} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x base':>7} {'retries/op':>10}"
+        f"{'scenario':52} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>8} {'x bare':>6} "
+        f"{'x healthz':>9} {'retries/op':>10}"
     )
     for r in results:
         retries = f"{r.retries_per_op:.3f}" if r.retries_per_op is not None else "-"
         print(
-            f"{r.name:48} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} "
-            f"{r.rps / base:7.2f} {retries:>10}"
+            f"{r.name:52} {r.rps:7.0f} {r.p50_ms:7.2f} {r.p99_ms:8.2f} "
+            f"{r.rps / bare:6.2f} {r.rps / healthz:9.2f} {retries:>10}"
         )
-    by = {
-        r.name.split(",")[0]
-        + ("|hot" if "hot" in r.name else "")
-        + ("|everysec" if "everysec" in r.name else ""): r
-        for r in results
-    }
-    spread, hot = by.get("deposit"), by.get("deposit|hot")
-    if spread and hot:
-        print(f"\nhot / spread deposit ratio: {hot.rps / spread.rps:.2f}")
-    everysec = by.get("deposit|everysec")
+    cpu = [r for r in results if r.cpu]
+    if cpu:
+        print("\nCPU per scenario (pidstat; us/req = CPU time per request of that group):")
+        for r in cpu:
+            print(f"  {r.name}: {r.cpu}")
+    spread = _find(results, "spread wallets", without="everysec")
+    everysec = _find(results, "everysec")
     if spread and everysec:
-        print(f"appendfsync always / everysec (spread deposit): {spread.rps / everysec.rps:.2f}")
+        print(f"\nappendfsync always / everysec (spread deposit): {spread.rps / everysec.rps:.2f}")
 
 
 def _print_costs(results: list[Result]) -> None:
@@ -298,7 +497,7 @@ def _print_costs(results: list[Result]) -> None:
         c = r.redis
         assert c is not None
         print(
-            f"{r.name:48} {c.deposits:8d} {c.ledger_bytes:8.0f} {c.record_bytes:8.0f} "
+            f"{r.name:52} {c.deposits:8d} {c.ledger_bytes:8.0f} {c.record_bytes:8.0f} "
             f"{c.used_memory_bytes:10.0f} {c.cpu_us:7.1f} {c.command_us:7.1f} {c.commands:8.2f}"
         )
     for r in costed:
@@ -318,9 +517,17 @@ def main() -> int:
     parser.add_argument("--commit-shards", type=int, default=1, help="COMMIT_SHARDS")
     parser.add_argument("--worker-class", default="gevent", choices=["gevent", "gthread", "sync"])
     parser.add_argument("--no-compare-fsync", dest="compare_fsync", action="store_false")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="one more spread-deposit run under py-spy; print its top functions",
+    )
+    parser.add_argument(
+        "--profile-seconds", type=int, default=10, help="length of the profiled run (default 10)"
+    )
     args = parser.parse_args()
-    if not 1 <= args.duration <= 60:
-        parser.error("--duration must be 1-60 seconds")
+    if not 1 <= args.duration <= 60 or not 1 <= args.profile_seconds <= 60:
+        parser.error("--duration and --profile-seconds must be 1-60 seconds")
     return bench(args)
 
 

@@ -1,5 +1,5 @@
-"""`make bench-stack`: the same wrk load through Traefik (HTTPS) and straight to one
-wallet-api replica of the compose stack, in one run, printing the ratio.
+"""`make bench-stack`: the same wrk load through Traefik (HTTPS) and straight to the
+wallet-api replicas of the compose stack, in one run, printing the ratio.
 
     python3 services/wallet-api/devtools/bench_stack.py [--duration 5] [--connections 64]
 
@@ -11,14 +11,29 @@ when this run started it.
 
 Scenarios are those of `make bench` (devtools/bench.lua: BENCH_MODE healthz | get |
 deposit), each run twice, back to back:
-  traefik  https://wallet.localhost  -> Traefik -> any of the replicas (round robin).
+  traefik  https://wallet.localhost  -> Traefik -> any of the replicas (round robin),
+           to Traefik's own address on wallet-stack-edge, like `direct` below: neither
+           path then crosses Docker's port publishing (docker-proxy, the userland proxy
+           of published ports, costs about as much CPU per request as a third of
+           Traefik). --published sends it to 127.0.0.1:HTTPS_PORT instead, the way a
+           browser on this machine comes in, docker-proxy included.
            wrk runs in a private mount namespace whose /etc/hosts maps the name to
-           127.0.0.1 (glibc does not resolve *.localhost, and Traefik's sniStrict
+           that address (glibc does not resolve *.localhost, and Traefik's sniStrict
            refuses connections without the name as SNI). wrk does not verify certificates;
            fine for a load tool: the certificate chain is checked once, below,
            before the load, and by the e2e tests (tests/integration/stack).
-  direct   http://<replica IP on wallet-stack-edge>:8000 -> that one replica, the
-           address Traefik itself proxies to (Linux: the host reaches bridge IPs).
+  direct   http://<replica IP on wallet-stack-edge>:8000 for every replica, the
+           addresses Traefik itself proxies to (Linux: the host reaches bridge IPs):
+           one wrk per replica, started together, the connections and threads shared
+           out evenly. So both paths drive the same replicas with the same clients, and
+           the ratio is what the proxy costs (not what a second replica adds).
+
+With pidstat (Debian: sysstat) every run also reports the CPU of each kind of process
+(traefik, wallet-api workers, redis, dockerd, docker-proxy, wrk, ...), in % of one core
+and CPU microseconds per request: the ratio says how much, this says where.
+
+The output ends with one verdict line per scenario: Traefik / direct against the
+target of issue 13 (>= 0.8), met or NOT met. A missed target does not fail the run.
 Wallets are seeded like `make bench` does (WalletStore.create_wallet, run inside a
 wallet-api container so it reaches the internal Redis); each path gets its own wallet
 set (edge<run>-<n>, direct<run>-<n>, new every run) so the deposits' Idempotency-Keys
@@ -46,7 +61,8 @@ from pathlib import Path
 
 # Run as a script (python3 .../bench_stack.py): make the devtools package importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from devtools.wrk_runner import run_wrk
+from devtools.profiling import CpuReport, ProcessCpu, cpu_during, format_cpu
+from devtools.wrk_runner import run_wrk, run_wrk_spread
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = [
@@ -93,6 +109,8 @@ SCENARIOS = {
     "get": "GET /wallets/{id}",
     "deposit": "POST deposit (spread)",
 }
+# Issue 13: the Traefik hop costs at most a fifth of the direct throughput.
+TARGET_TRAEFIK_VS_DIRECT = 0.8
 
 
 @dataclass
@@ -104,6 +122,32 @@ class Result:
     refused: int
     failed: int
     socket_errors: int
+    cpu: str | None = None
+
+
+def classify(proc: ProcessCpu) -> str:
+    """pidstat's processes, by what they are in the stack (the host sees the containers'
+    processes too)."""
+    argv = proc.command.split()
+    name = argv[0].rsplit("/", 1)[-1] if argv else ""
+    if "gunicorn" in proc.command:
+        return "wallet-api"
+    if "wrk" in argv:  # through Traefik wrk runs under `unshare ... sh -c ... wrk` (wrk_runner)
+        return "wrk"
+    known = {
+        "traefik": "traefik",
+        "dockerd": "dockerd",
+        "docker-proxy": "docker-proxy",
+        "containerd": "containerd",
+        "redis-server": "redis",
+        "wrk": "wrk",
+        "prometheus": "prometheus",
+    }
+    if name in known:
+        return known[name]
+    if name.startswith("containerd-shim"):
+        return "containerd"
+    return "other"
 
 
 def _env_file(path: Path) -> dict[str, str]:
@@ -147,6 +191,8 @@ def _ps() -> list[dict[str, str]]:
 
 
 def _stack_up() -> bool:
+    if not (ROOT / ".env").is_file():
+        return False  # compose cannot even read the stack without it; `make up` writes it
     ps = _ps()
     ready = lambda c: c["State"] == "running" and c.get("Health", "") in ("healthy", "")  # noqa: E731
     services = {c["Service"] for c in ps if ready(c)}
@@ -201,19 +247,31 @@ def _wait(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
 
 
 def _wrk(
-    url: str, env: dict[str, str], args: argparse.Namespace, duration: int, host: str | None
+    urls: list[str],
+    env: dict[str, str],
+    args: argparse.Namespace,
+    duration: int,
+    address: str | None = None,
 ) -> Result:
-    raw = run_wrk(
-        url,
-        env,
-        duration=duration,
-        connections=args.connections,
-        threads=args.threads,
-        host=host,
-        resolve=(HOST, LOOPBACK) if url.startswith("https://") else None,
-    )
+    """One run: wrk on one URL (Traefik, its host name resolving to `address`), or the
+    same load spread over several."""
+    cpu: CpuReport
+    with cpu_during(duration) as cpu:
+        if len(urls) == 1:
+            raw = run_wrk(
+                urls[0],
+                env,
+                duration=duration,
+                connections=args.connections,
+                threads=args.threads,
+                resolve=(HOST, address) if address else None,
+            )
+        else:
+            raw = run_wrk_spread(
+                urls, env, duration=duration, connections=args.connections, threads=args.threads
+            )
     seconds = raw["duration_us"] / 1e6
-    return Result(
+    result = Result(
         raw["requests"] / seconds,
         raw["p50_us"] / 1000,
         raw["p99_us"] / 1000,
@@ -222,6 +280,8 @@ def _wrk(
         raw["failed"],
         raw["socket_errors"],
     )
+    result.cpu = format_cpu(cpu, classify, result.rps)
+    return result
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -261,28 +321,37 @@ def _bench(args: argparse.Namespace) -> int:
     replicas = [
         c for c in json.loads(_run(["docker", "inspect", *ids], 60)) if c["State"]["Running"]
     ]
-    target = replicas[0]
-    ip = target["NetworkSettings"]["Networks"][EDGE_NETWORK]["IPAddress"]
-    direct_url = f"http://{ip}:8000"
-    try:
-        urllib.request.urlopen(f"{direct_url}/healthz", timeout=5).read()  # noqa: S310
-    except OSError as exc:
-        print(
-            f"bench-stack: cannot reach the replica at {direct_url} from this host ({exc}); "
-            "container IPs are reachable from a Linux host, not from Docker Desktop's VM",
-            file=sys.stderr,
-        )
-        return 2
+    direct_urls = [
+        f"http://{c['NetworkSettings']['Networks'][EDGE_NETWORK]['IPAddress']}:8000"
+        for c in replicas
+    ]
+    for direct_url in direct_urls:
+        try:
+            urllib.request.urlopen(f"{direct_url}/healthz", timeout=5).read()  # noqa: S310
+        except OSError as exc:
+            print(
+                f"bench-stack: cannot reach the replica at {direct_url} from this host ({exc}); "
+                "container IPs are reachable from a Linux host, not from Docker Desktop's VM",
+                file=sys.stderr,
+            )
+            return 2
 
-    host_header = HOST if https_port == 443 else f"{HOST}:{https_port}"
+    if args.published:
+        edge_address, edge_port = LOOPBACK, https_port
+    else:
+        traefik_ids = _run([*COMPOSE, "ps", "-q", "traefik"], 60).split()
+        traefik = json.loads(_run(["docker", "inspect", *traefik_ids], 60))[0]
+        edge_address = traefik["NetworkSettings"]["Networks"][EDGE_NETWORK]["IPAddress"]
+        edge_port = 443  # inside the container, whatever HTTPS_PORT publishes
+    host_header = HOST if edge_port == 443 else f"{HOST}:{edge_port}"
     # Fresh wallets per run: bench.lua's Idempotency-Keys repeat from run to run.
     run_id = format(int(time.time()), "x")
     paths = {
-        # name: (url, Host header or None, wallet prefix)
-        "traefik": (f"https://{host_header}", None, f"edge{run_id}"),
-        "direct": (direct_url, None, f"direct{run_id}"),
+        # name: (urls, wallet prefix)
+        "traefik": ([f"https://{host_header}"], f"edge{run_id}", edge_address),
+        "direct": (direct_urls, f"direct{run_id}", None),
     }
-    prefixes = ",".join(prefix for _, _, prefix in paths.values())
+    prefixes = ",".join(prefix for _, prefix, _ in paths.values())
     t0 = time.monotonic()
     seeded = _run(
         [*COMPOSE, "exec", "-T", "wallet-api", "python", "-", prefixes, str(args.spread)],
@@ -293,28 +362,27 @@ def _bench(args: argparse.Namespace) -> int:
     print(f"bench-stack: seeding {args.spread:,} wallets per path: {seeded} ({took:.1f}s)")
 
     if args.warmup:
-        for url, host, _ in paths.values():
-            _wrk(url, {"BENCH_MODE": "healthz"}, args, args.warmup, host)
+        for urls, _, address in paths.values():
+            _wrk(urls, {"BENCH_MODE": "healthz"}, args, args.warmup, address)
 
     rows: list[tuple[str, str, Result]] = []
     for scenario in args.scenarios:
-        for name, (url, host, prefix) in paths.items():
+        for name, (urls, prefix, address) in paths.items():
             env = {
                 "BENCH_MODE": scenario,
                 "BENCH_KEY": api_key,
                 "BENCH_PREFIX": prefix,
                 "BENCH_WALLETS": str(args.spread),
             }
-            rows.append((scenario, name, _wrk(url, env, args, args.duration, host)))
+            rows.append((scenario, name, _wrk(urls, env, args, args.duration, address)))
 
     _report(
         args,
         rows,
         paths=list(paths),
         replicas=replicas,
-        direct_host=target["Config"]["Hostname"],
-        direct_url=direct_url,
-        https_port=https_port,
+        direct_urls=direct_urls,
+        edge=f"{edge_address}:{edge_port}",
     )
     bad = sum(r.refused + r.failed for _, _, r in rows)
     if bad:
@@ -328,17 +396,17 @@ def _report(
     *,
     paths: list[str],
     replicas: list[dict[str, object]],
-    direct_host: str,
-    direct_url: str,
-    https_port: int,
+    direct_urls: list[str],
+    edge: str,
 ) -> None:
     wrk = f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s"
     print(
         f"\nwallet-stack bench: {wrk} per run, {args.spread:,} wallets per path, "
         f"{os.cpu_count()} CPUs shared by wrk and the whole stack\n"
-        f"  traefik: https://{HOST} ({LOOPBACK}:{https_port}) -> Traefik (TLS) "
+        f"  traefik: https://{HOST} ({edge}) -> Traefik (TLS) "
         f"-> {len(replicas)} replicas\n"
-        f"  direct:  {direct_url} -> one replica ({direct_host}), no proxy, no TLS\n"
+        f"  direct:  {', '.join(direct_urls)} -> the same {len(replicas)} replicas, one wrk "
+        "each (connections and threads shared out), no proxy, no TLS\n"
     )
     cols = ("req/s", 9), ("p50 ms", 8), ("p99 ms", 8), ("non-2xx", 8), ("5xx", 5), ("sock.err", 8)
     print(f"{'scenario':24} {'path':8} " + " ".join(f"{name:>{width}}" for name, width in cols))
@@ -354,10 +422,21 @@ def _report(
         t, d = by[(scenario, "traefik")], by[(scenario, "direct")]
         ratios = f"{t.rps / d.rps:9.2f} {t.p50_ms / d.p50_ms:8.2f} {t.p99_ms / d.p99_ms:8.2f}"
         print(f"{'':24} {'ratio':8} {ratios}   (traefik / direct)")
+    print("\nCPU per run (pidstat; us/req = CPU time per request of that group):")
+    for scenario in args.scenarios:
+        for name in paths:
+            print(f"  {SCENARIOS[scenario]}, {name}: {by[(scenario, name)].cpu}")
     summary = ", ".join(
         f"{s} {by[(s, 'traefik')].rps / by[(s, 'direct')].rps:.2f}" for s in args.scenarios
     )
-    print(f"\nratio traefik/direct (req/s): {summary}")
+    print(f"\nratio traefik/direct (req/s): {summary}\n")
+    for scenario in args.scenarios:
+        ratio = by[(scenario, "traefik")].rps / by[(scenario, "direct")].rps
+        met = "met" if ratio >= TARGET_TRAEFIK_VS_DIRECT else "NOT met"
+        print(
+            f"verdict: traefik / direct, {SCENARIOS[scenario]} = {ratio:.2f} "
+            f"(target >= {TARGET_TRAEFIK_VS_DIRECT:.2f}): {met}"
+        )
 
 
 def main() -> int:
@@ -380,6 +459,11 @@ def main() -> int:
         help="comma-separated, of " + ",".join(SCENARIOS),
     )
     parser.add_argument("--no-up", action="store_true", help="fail instead of running `make up`")
+    parser.add_argument(
+        "--published",
+        action="store_true",
+        help="through 127.0.0.1:HTTPS_PORT (docker-proxy included), not Traefik's own address",
+    )
     parser.add_argument(
         "--down-after",
         action="store_true",

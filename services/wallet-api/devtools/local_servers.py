@@ -168,7 +168,14 @@ def api_server(
     replica_id: str = "local",
     extra_env: dict[str, str] | None = None,
     log_path: str | None = None,
+    app: str | None = None,
+    gunicorn_args: tuple[str, ...] = (),
 ) -> Iterator[ApiServer]:
+    """gunicorn with the service's gunicorn.conf.py on a free port of 127.0.0.1.
+
+    app: another WSGI app ("module:attr") under exactly the same gunicorn settings
+    (make bench's bare Flask baseline); gunicorn_args: more command-line flags, which
+    win over gunicorn.conf.py."""
     port = free_port()
     multiproc = tempfile.mkdtemp(prefix="wallet-prom-")
     env = {
@@ -187,7 +194,16 @@ def api_server(
     }
     log = open(log_path or os.devnull, "ab")  # noqa: SIM115
     proc = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "gunicorn", "-c", str(SERVICE_DIR / "gunicorn.conf.py")],
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(SERVICE_DIR / "gunicorn.conf.py"),
+            *gunicorn_args,
+            *([app] if app else []),
+        ],
+        cwd=SERVICE_DIR,
         env=env,
         stdout=log,
         stderr=log,

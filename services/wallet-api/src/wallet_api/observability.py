@@ -91,10 +91,27 @@ def init_metrics(app: Flask) -> WalletMetrics:
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, message, then the `extra=` fields."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # (second, its "YYYY-MM-DDTHH:MM:SS"): the access log writes a line per request,
+        # many per second, and strftime(gmtime()) is the dearest part of the timestamp.
+        # One tuple, read and replaced whole, so threads never pair a second with
+        # another second's text.
+        self._second: tuple[int, str] = (-1, "")
+
+    def _timestamp(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        cached = self._second
+        if cached[0] != second:
+            cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+            self._second = cached
+        return f"{cached[1]}.{int(record.msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": self._timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -108,6 +125,18 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
+    """JSON lines on stdout, at `level`.
+
+    Every LogRecord would also find its caller's file and line (a walk up the stack),
+    and note its thread, process and multiprocessing process name: attributes that
+    JsonFormatter never writes, paid on every access-log line, i.e. every request.
+    The logging HOWTO's "Optimization" switches turn those look-ups off; nothing the
+    logs show changes (exceptions keep their tracebacks: exc_info is separate).
+    """
+    logging._srcfile = None  # no caller look-up (findCaller)
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
