@@ -17,6 +17,7 @@ from wallet_api.domain.money import MAX_SAFE_BALANCE
 from wallet_api.domain.operations import (
     Actor,
     Applied,
+    Failed,
     Idempotency,
     KeyInUse,
     KeyReused,
@@ -273,3 +274,22 @@ def test_a_record_from_before_tenants_answers_for_its_key() -> None:
     assert isinstance(reused, KeyReused)
     assert isinstance(fresh, Applied)
     assert [key for key, _ in plan.records] == ["k4"]  # written under the new key only
+
+
+def test_an_unreadable_record_from_before_tenants_fails_its_op_only() -> None:
+    """A legacy record that cannot be read may be the answer to this very request:
+    the op fails rather than being applied (again); its neighbour goes ahead."""
+    states = _states(w=0)
+    ops: list[Op] = [
+        MoneyOp(EntryType.DEPOSIT, "w", 1, Idempotency("k1", "fp", "old1"), actor=ACTOR),
+        MoneyOp(EntryType.DEPOSIT, "w", 2, Idempotency("k2", "fp", "old2"), actor=ACTOR),
+    ]
+    trouble = ValueError("not a record")
+    plan = plan_batch(
+        ops, states, {}, absent_at_first_read=set(), now=NOW, render=_render,
+        broken={"old1": trouble},
+    )  # fmt: skip
+    failed, applied = plan.outcomes
+    assert isinstance(failed, Failed) and failed.error is trouble
+    assert isinstance(applied, Applied) and _total(states) == 2
+    assert [key for key, _ in plan.records] == ["k2"]

@@ -164,8 +164,12 @@ class RetryPolicy:
 
 
 def _now() -> str:
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+    return _iso_ms(int(time.time() * 1000))
+
+
+def _iso_ms(ms: int) -> str:
+    """Epoch milliseconds as the API's timestamps: ISO 8601 UTC with milliseconds."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 
 def _decode(value: bytes | str | None) -> str | None:
@@ -664,8 +668,9 @@ def _batch_label(ops: Sequence[Op]) -> str:
 # -- stored forms ------------------------------------------------------------------
 #
 # Comma-separated, because size is what limits a primary (README "Capacity"): a
-# ledger member of 64 bytes or less also keeps a small wallet's sorted set in
-# Redis' listpack encoding (zset-max-listpack-value), a fraction of a skiplist's
+# ledger member with its audit fields is about 100 bytes, under the
+# zset-max-listpack-value 128 Redis runs with (compose, chart), which keeps a small
+# wallet's sorted set in Redis' listpack encoding, a fraction of a skiplist's
 # memory per entry. A member leaves out what its key and score say (wallet id,
 # seq) and what a transfer leg derives from its transfer id; uuid hex ids and
 # fingerprints are stored as 22 base64url characters, timestamps as epoch ms.
@@ -725,8 +730,7 @@ def _pack_time(created_at: str, cache: dict[str, str]) -> str:
 def _unpack_time(stored: str) -> str:
     if stored.startswith("="):
         return stored[1:]
-    ms = int(stored)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+    return _iso_ms(int(stored))
 
 
 def encode_entry(entry: LedgerEntry, cache: dict[str, str] | None = None) -> str:

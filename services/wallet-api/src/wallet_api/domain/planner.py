@@ -146,8 +146,12 @@ def plan_batch(
 
 
 def _keys_of(op: Op) -> tuple[WalletRef | str, ...]:
-    """The stored things an op depends on: its wallets and its idempotency key."""
-    return (*op.wallets, op.idempotency.key) if op.idempotency else op.wallets
+    """The stored things an op depends on: its wallets and its idempotency record
+    (and the record's place from before tenants, which may answer for it)."""
+    idem = op.idempotency
+    if idem is None:
+        return op.wallets
+    return (*op.wallets, idem.key, *((idem.legacy_key,) if idem.legacy_key else ()))
 
 
 def apply_op(
