@@ -1336,7 +1336,10 @@ def _user_password(args: list[str], user: str) -> str | None:
 
 
 def _ha_node(o: Observations, source: str, args: list[str], flags: dict[str, str],
-             own_names: set[str]) -> None:  # fmt: skip
+             own_name: str, env: Mapping[str, str], nodes: Iterable[str],
+             script: str) -> None:  # fmt: skip
+    """One data node, on either side: its flags, users, names and start script
+    (`script`: the digest of what it runs), as the node sees them."""
     o.add("redis_ha.node_flags", f"{source} redis-server flags",
           {k: flags.get(k) for k in HA_NODE_FLAGS})  # fmt: skip
     o.add("redis_ha.acl", f"{source} --user rules", redis_acl(args))
@@ -1345,7 +1348,39 @@ def _ha_node(o: Observations, source: str, args: list[str], flags: dict[str, str
     o.add("redis_ha.node_replicates_as", f"{source} --masteruser, and --masterauth is its password",
           (user, user is not None and flags.get("masterauth") == _user_password(args, user)))  # fmt: skip
     o.add("redis_ha.node_announces_own_name", f"{source} --replica-announce-ip",
-          flags.get("replica-announce-ip") in own_names)  # fmt: skip
+          flags.get("replica-announce-ip") == own_name)  # fmt: skip
+    o.add("redis_ha.start_script", f"{source} runs", script)
+    o.add("redis_ha.first_primary_is_a_node", f"{source} REDIS_HA_PRIMARY",
+          env["REDIS_HA_PRIMARY"] in nodes)  # fmt: skip
+    o.add("redis_ha.master_name", f"{source} REDIS_HA_MASTER_NAME", env["REDIS_HA_MASTER_NAME"])
+
+
+def _ha_sentinel(o: Observations, source: str, env: Mapping[str, str], own_name: str,
+                 sentinels: set[str], nodes: Iterable[str], script: str) -> None:  # fmt: skip
+    """One Sentinel, on either side (`sentinels`: every Sentinel as host:port)."""
+    o.add("redis_ha.sentinel", f"{source} environment", {k: env.get(k) for k in HA_SENTINEL_ENV})
+    o.add("redis_ha.sentinel_auth", f"{source} SENTINEL_AUTH_USER, REDIS_ADMIN_PASSWORD set",
+          (env.get("SENTINEL_AUTH_USER"), bool(env.get("REDIS_ADMIN_PASSWORD"))))  # fmt: skip
+    o.add("redis_ha.master_name", f"{source} SENTINEL_MASTER_NAME", env["SENTINEL_MASTER_NAME"])
+    o.add("redis_ha.sentinel_announces_own_name", f"{source} SENTINEL_HOST",
+          env["SENTINEL_HOST"] == own_name)  # fmt: skip
+    o.add("redis_ha.sentinel_peers_are_the_sentinels", f"{source} SENTINEL_PEERS",
+          set(env["SENTINEL_PEERS"].split(",")) == sentinels)  # fmt: skip
+    o.add("redis_ha.first_primary_is_a_node", f"{source} SENTINEL_PRIMARY",
+          env["SENTINEL_PRIMARY"] in nodes)  # fmt: skip
+    o.add("redis_ha.sentinel_script", f"{source} runs", script)
+
+
+def _ha_api(o: Observations, node_sentinel_list: str | None, api_env: Mapping[str, Any],
+            sentinels: set[str]) -> None:  # fmt: skip
+    """What the data nodes and wallet-api are told about the Sentinels."""
+    o.add("redis_ha.nodes_ask_every_sentinel", "REDIS_HA_SENTINELS",
+          set((node_sentinel_list or "").split(",")) == sentinels)  # fmt: skip
+    o.add("redis_ha.master_name", "wallet-api REDIS_MASTER_NAME", api_env.get("REDIS_MASTER_NAME"))
+    o.add("redis_ha.api_min_replicas_ack", "wallet-api REDIS_MIN_REPLICAS_ACK",
+          api_env.get("REDIS_MIN_REPLICAS_ACK"))  # fmt: skip
+    o.add("redis_ha.api_asks_every_sentinel", "wallet-api REDIS_SENTINELS",
+          set((api_env.get("REDIS_SENTINELS") or "").split(",")) == sentinels)  # fmt: skip
 
 
 def observe_compose_ha(cfg: dict) -> Observations:
@@ -1365,58 +1400,15 @@ def observe_compose_ha(cfg: dict) -> Observations:
             k: v.replace("$REDIS_HA_HOST", env["REDIS_HA_HOST"])
             for k, v in redis_flags(args).items()
         }
-        _ha_node(o, name, args, flags, {name})
-        o.add(
-            "redis_ha.start_script",
-            f"{name} runs",
-            script_digest(_mounted(svc, script).read_bytes()),
-        )
-        o.add(
-            "redis_ha.first_primary_is_a_node",
-            f"{name} REDIS_HA_PRIMARY",
-            env["REDIS_HA_PRIMARY"] in nodes,
-        )
-        o.add("redis_ha.master_name", f"{name} REDIS_HA_MASTER_NAME", env["REDIS_HA_MASTER_NAME"])
+        digest = script_digest(_mounted(svc, script).read_bytes())
+        _ha_node(o, name, args, flags, name, env, nodes, digest)
         sentinel_list = env["REDIS_HA_SENTINELS"]
     names = {f"{n}:26379" for n in sentinels}
-    o.add(
-        "redis_ha.nodes_ask_every_sentinel",
-        "REDIS_HA_SENTINELS",
-        set((sentinel_list or "").split(",")) == names,
-    )
     for name, svc in sorted(sentinels.items()):
-        env = svc["environment"]
-        o.add("redis_ha.sentinel", f"{name} environment", {k: env.get(k) for k in HA_SENTINEL_ENV})
-        o.add("redis_ha.sentinel_auth", f"{name} SENTINEL_AUTH_USER, REDIS_ADMIN_PASSWORD set",
-              (env.get("SENTINEL_AUTH_USER"), bool(env.get("REDIS_ADMIN_PASSWORD"))))  # fmt: skip
-        o.add("redis_ha.master_name", f"{name} SENTINEL_MASTER_NAME", env["SENTINEL_MASTER_NAME"])
-        o.add(
-            "redis_ha.sentinel_announces_own_name",
-            f"{name} SENTINEL_HOST",
-            env["SENTINEL_HOST"] == name,
-        )
-        o.add("redis_ha.sentinel_peers_are_the_sentinels", f"{name} SENTINEL_PEERS",
-              set(env["SENTINEL_PEERS"].split(",")) == names)  # fmt: skip
-        o.add(
-            "redis_ha.first_primary_is_a_node",
-            f"{name} SENTINEL_PRIMARY",
-            env["SENTINEL_PRIMARY"] in nodes,
-        )
         script = next(c for c in svc["command"] if str(c).endswith("/sentinel.sh"))
-        o.add(
-            "redis_ha.sentinel_script",
-            f"{name} runs",
-            script_digest(_mounted(svc, script).read_bytes()),
-        )
-    api_env = services[API_SERVICE]["environment"]
-    o.add("redis_ha.master_name", "wallet-api REDIS_MASTER_NAME", api_env.get("REDIS_MASTER_NAME"))
-    o.add(
-        "redis_ha.api_min_replicas_ack",
-        "wallet-api REDIS_MIN_REPLICAS_ACK",
-        api_env.get("REDIS_MIN_REPLICAS_ACK"),
-    )
-    o.add("redis_ha.api_asks_every_sentinel", "wallet-api REDIS_SENTINELS",
-          set((api_env.get("REDIS_SENTINELS") or "").split(",")) == names)  # fmt: skip
+        digest = script_digest(_mounted(svc, script).read_bytes())
+        _ha_sentinel(o, name, svc["environment"], name, names, nodes, digest)
+    _ha_api(o, sentinel_list, services[API_SERVICE]["environment"], names)
     return o
 
 
@@ -1451,70 +1443,21 @@ def observe_chart_ha(chart: Chart) -> Observations:
         )
         args = [ks.expand(a, env) for a in rc.get("command", [])[1:] + rc.get("args", [])]
         script, rargs = redis_start(args)
-        _ha_node(o, f"pod {i}", rargs, redis_flags(rargs), {host})
-        o.add(
-            "redis_ha.start_script",
-            f"pod {i} runs",
-            script_digest(_configmap_file(m, sts, rc, script)),
-        )
-        o.add(
-            "redis_ha.first_primary_is_a_node",
-            f"pod {i} REDIS_HA_PRIMARY",
-            env["REDIS_HA_PRIMARY"] in node_hosts,
-        )
-        o.add("redis_ha.master_name", f"pod {i} REDIS_HA_MASTER_NAME", env["REDIS_HA_MASTER_NAME"])
+        digest = script_digest(_configmap_file(m, sts, rc, script))
+        _ha_node(o, f"pod {i}", rargs, redis_flags(rargs), host, env, node_hosts, digest)
         sentinel_list = env["REDIS_HA_SENTINELS"]
-    o.add(
-        "redis_ha.nodes_ask_every_sentinel",
-        "REDIS_HA_SENTINELS",
-        set((sentinel_list or "").split(",")) == names,
-    )
+    script = next(c for c in sc["command"] if c.endswith("/sentinel.sh"))
+    digest = script_digest(_configmap_file(m, sen, sc, script))
     for i, host in enumerate(sentinel_hosts):
         env = dict(
             ks.resolve_env(sc, m, pod_name=f"{sen['metadata']['name']}-{i}", namespace=NAMESPACE)
         )
-        o.add(
-            "redis_ha.sentinel",
-            f"sentinel pod {i} environment",
-            {k: env.get(k) for k in HA_SENTINEL_ENV},
-        )
-        o.add("redis_ha.sentinel_auth", f"sentinel pod {i} SENTINEL_AUTH_USER, REDIS_ADMIN_PASSWORD set",
-              (env.get("SENTINEL_AUTH_USER"), bool(env.get("REDIS_ADMIN_PASSWORD"))))  # fmt: skip
-        o.add(
-            "redis_ha.master_name",
-            f"sentinel pod {i} SENTINEL_MASTER_NAME",
-            env["SENTINEL_MASTER_NAME"],
-        )
-        o.add(
-            "redis_ha.sentinel_announces_own_name",
-            f"sentinel pod {i} SENTINEL_HOST",
-            env["SENTINEL_HOST"] == host,
-        )
-        o.add("redis_ha.sentinel_peers_are_the_sentinels", f"sentinel pod {i} SENTINEL_PEERS",
-              set(env["SENTINEL_PEERS"].split(",")) == names)  # fmt: skip
-        o.add(
-            "redis_ha.first_primary_is_a_node",
-            f"sentinel pod {i} SENTINEL_PRIMARY",
-            env["SENTINEL_PRIMARY"] in node_hosts,
-        )
-        script = next(c for c in sc["command"] if c.endswith("/sentinel.sh"))
-        o.add(
-            "redis_ha.sentinel_script",
-            f"sentinel pod {i} runs",
-            script_digest(_configmap_file(m, sen, sc, script)),
-        )
+        _ha_sentinel(o, f"sentinel pod {i}", env, host, names, node_hosts, digest)
     dep = _by_component(m, "Deployment", API_SERVICE)
     api_env = dict(
         ks.resolve_env(ks.container_of(dep, API_SERVICE), m, pod_name="p", namespace=NAMESPACE)
     )
-    o.add("redis_ha.master_name", "wallet-api REDIS_MASTER_NAME", api_env.get("REDIS_MASTER_NAME"))
-    o.add(
-        "redis_ha.api_min_replicas_ack",
-        "wallet-api REDIS_MIN_REPLICAS_ACK",
-        api_env.get("REDIS_MIN_REPLICAS_ACK"),
-    )
-    o.add("redis_ha.api_asks_every_sentinel", "wallet-api REDIS_SENTINELS",
-          set((api_env.get("REDIS_SENTINELS") or "").split(",")) == names)  # fmt: skip
+    _ha_api(o, sentinel_list, api_env, names)
     return o
 
 
