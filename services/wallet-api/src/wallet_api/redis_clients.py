@@ -48,18 +48,22 @@ def _retry(attempts: int) -> Retry:
 
 def connect(settings: Settings) -> Clients:
     fast = min(settings.redis_timeout, HEALTH_TIMEOUT_S)
+    main_kw: dict[str, Any] = {
+        "socket_timeout": settings.redis_timeout,
+        "socket_connect_timeout": settings.redis_timeout,
+        "health_check_interval": 30,
+        "retry": _retry(1),
+    }
+    health_kw: dict[str, Any] = {
+        "socket_timeout": fast,
+        "socket_connect_timeout": fast,
+        "retry": _retry(0),
+    }
     if not settings.redis_sentinels:
-        main = redis.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=settings.redis_timeout,
-            socket_connect_timeout=settings.redis_timeout,
-            health_check_interval=30,
-            retry=_retry(1),
+        return Clients(
+            redis.Redis.from_url(settings.redis_url, **main_kw),
+            redis.Redis.from_url(settings.redis_url, **health_kw),
         )
-        health = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=fast, socket_connect_timeout=fast, retry=_retry(0)
-        )
-        return Clients(main, health)
     url: dict[str, Any] = dict(parse_url(settings.redis_url))  # type: ignore[no-untyped-call]
     node: dict[str, Any] = {k: url[k] for k in ("username", "password", "db") if k in url}
     if settings.redis_url.startswith("rediss://"):
@@ -67,29 +71,13 @@ def connect(settings: Settings) -> Clients:
     sentinel_auth = settings.redis_sentinel_password or node.get("password")
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         list(settings.redis_sentinels),
-        sentinel_kwargs={
-            "socket_timeout": fast,
-            "socket_connect_timeout": fast,
-            "password": sentinel_auth,
-            "retry": _retry(0),
-        },
+        sentinel_kwargs={**health_kw, "password": sentinel_auth},
     )
-    main = sentinel.master_for(  # type: ignore[no-untyped-call]
-        settings.redis_master_name,
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
-        health_check_interval=30,
-        retry=_retry(1),
-        **node,
+    name = settings.redis_master_name
+    return Clients(
+        sentinel.master_for(name, **main_kw, **node),  # type: ignore[no-untyped-call]
+        sentinel.master_for(name, **health_kw, **node),  # type: ignore[no-untyped-call]
     )
-    health = sentinel.master_for(  # type: ignore[no-untyped-call]
-        settings.redis_master_name,
-        socket_timeout=fast,
-        socket_connect_timeout=fast,
-        retry=_retry(0),
-        **node,
-    )
-    return Clients(main, health)
 
 
 def startup_check(settings: Settings) -> str | None:
