@@ -233,6 +233,28 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 # -- cleanup ---------------------------------------------------------------------
 
 
+class Cleanups:
+    """A fixture's teardown steps, `(what, fn)`, run last-first when called (its
+    finalizer), each whatever the others did; the failures are raised together."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, Any]] = []
+
+    def append(self, step: tuple[str, Any]) -> None:
+        self.steps.append(step)
+
+    def __call__(self) -> None:
+        errors = []
+        for what, fn in reversed(self.steps):
+            try:
+                fn()
+            except Exception as exc:
+                errors.append(f"{what}: {exc}")
+        self.steps.clear()
+        if errors:
+            raise RuntimeError(f"cleanup failed: {errors}")
+
+
 def _owner_alive(owner: str) -> bool:
     host, _, pid = owner.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
@@ -549,21 +571,9 @@ def api_container(
 def stack(request: pytest.FixtureRequest, docker_client: Any, api_image: str) -> Iterator[Stack]:
     """Network + Redis + REPLICAS wallet-api containers; all removed at the end, whatever happens."""
     started = time.monotonic()
-    cleanups: list[tuple[str, Any]] = []
-
-    def cleanup() -> None:
-        errors = []
-        for what, fn in reversed(cleanups):
-            try:
-                fn()
-            except Exception as exc:
-                errors.append(f"{what}: {exc}")
-        cleanups.clear()
-        if errors:
-            raise RuntimeError(f"cleanup failed: {errors}")
-
+    cleanups = Cleanups()
     # Registered first, so it runs even if anything below fails half-way.
-    request.addfinalizer(cleanup)
+    request.addfinalizer(cleanups)
 
     network = Network(docker_network_kw={"labels": dict(LABELS)})
     network.create()
@@ -644,19 +654,8 @@ class CutProxy:
 def cut_replica(stack: Stack, request: pytest.FixtureRequest) -> Iterator[tuple[Replica, CutProxy]]:
     """One more replica whose Redis connection runs through a cut proxy (its own network
     alias redis-cut); both removed after the test."""
-    cleanups: list[Any] = []
-
-    def cleanup() -> None:
-        errors = []
-        for fn in reversed(cleanups):
-            try:
-                fn()
-            except Exception as exc:
-                errors.append(exc)
-        if errors:
-            raise RuntimeError(f"cleanup failed: {errors}")
-
-    request.addfinalizer(cleanup)
+    cleanups = Cleanups()
+    request.addfinalizer(cleanups)
     proxy_container = (
         DockerContainer(stack.api_image)
         .with_command(["redis", "6379", "6379", "7000"])
@@ -667,12 +666,12 @@ def cut_replica(stack: Stack, request: pytest.FixtureRequest) -> Iterator[tuple[
         .with_kwargs(labels=dict(LABELS), entrypoint=["python", "/tmp/cut_proxy.py"])
     )
     proxy_container.ports = {"7000": PUBLISH}  # type: ignore[dict-item]
-    cleanups.append(proxy_container.stop)
+    cleanups.append(("redis-cut", proxy_container.stop))
     proxy_container.start()
     proxy = CutProxy(proxy_container)
     proxy.wait_for("idle")
     container = api_container(stack.api_image, stack.network, "api-cut", "redis-cut")
-    cleanups.append(container.stop)
+    cleanups.append(("api-cut", container.stop))
     container.start()
     replica = Replica(container, "api-cut")
     replica.refresh_url()
@@ -853,20 +852,8 @@ def ha_stack(
     infra/redis) and memory limit compose gives them, plus 2 wallet-api replicas
     with the overlay's Sentinel settings. All removed at the end."""
     started = time.monotonic()
-    cleanups: list[tuple[str, Any]] = []
-
-    def cleanup() -> None:
-        errors = []
-        for what, fn in reversed(cleanups):
-            try:
-                fn()
-            except Exception as exc:
-                errors.append(f"{what}: {exc}")
-        cleanups.clear()
-        if errors:
-            raise RuntimeError(f"cleanup failed: {errors}")
-
-    request.addfinalizer(cleanup)
+    cleanups = Cleanups()
+    request.addfinalizer(cleanups)
     services = _compose_ha_services()
     network = Network(docker_network_kw={"labels": dict(LABELS)})
     network.create()
