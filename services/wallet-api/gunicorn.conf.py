@@ -17,10 +17,11 @@ from typing import Any
 # a previous run's dead workers are not reported as current.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/tmp/prometheus-multiproc")  # noqa: S108
 
-from wallet_api.config import ConfigError, Settings
+from wallet_api.config import ConfigError, ServerSettings, Settings
 
 try:
     Settings.from_env()  # fail fast, with one line, before forking workers
+    _server = ServerSettings.from_env()
 except ConfigError as exc:
     sys.stderr.write(f"wallet-api: configuration error: {exc}\n")
     sys.exit(2)
@@ -44,20 +45,21 @@ if _check.returncode == 2:
 wsgi_app = "wallet_api:create_app()"
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104
 # gevent: measured best for this workload (README, "Choosing the worker class").
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "16"))  # gthread only
-worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))  # gevent
+worker_class = _server.worker_class
+# One per CPU the container may use, unless WEB_CONCURRENCY says (config.available_cpus).
+workers = _server.worker_count
+threads = _server.threads  # gthread only
+worker_connections = _server.worker_connections  # gevent
 # The proxy in front must drop idle upstream connections sooner (Traefik:
 # serversTransport idleConnTimeout 3 s in infra/traefik and the chart), or a
 # request sent on a connection gunicorn is closing fails with 502. Kept short
 # because idle keep-alive connections hold up a gevent worker's graceful stop.
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+keepalive = _server.keepalive
+timeout = _server.timeout
 # On SIGTERM, finish in-flight requests (money movements) before exiting.
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
-max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
+graceful_timeout = _server.graceful_timeout
+max_requests = _server.max_requests
+max_requests_jitter = _server.max_requests_jitter
 # The app writes its own JSON access log with request ids; gunicorn's would duplicate it.
 accesslog = None
 # gunicorn 27's control socket lives in $HOME, which is read-only in the image.

@@ -718,19 +718,22 @@ def test_plain_ingress_mode(helm):
 
 # ---------------------------------------------------------------- upstream keep-alive
 
-GUNICORN_CONF = ROOT / "services" / "wallet-api" / "gunicorn.conf.py"
+SERVER_SETTINGS = ROOT / "services" / "wallet-api" / "src" / "wallet_api" / "config.py"
 SERVERSTRANSPORT_ANNOTATION = "traefik.ingress.kubernetes.io/service.serverstransport"
 
 
 def _gunicorn_keepalive_default() -> int:
-    m = re.search(r'GUNICORN_KEEPALIVE", "(\d+)"', GUNICORN_CONF.read_text())
-    assert m, f"no GUNICORN_KEEPALIVE default in {GUNICORN_CONF}"
+    m = re.search(
+        r'"GUNICORN_KEEPALIVE", _number\(int, \d+, \d+\), default=(\d+)\)',
+        SERVER_SETTINGS.read_text(),
+    )
+    assert m, f"no GUNICORN_KEEPALIVE default in {SERVER_SETTINGS}"
     return int(m.group(1))
 
 
 def _api_keepalive(m) -> int:
     """gunicorn's keep-alive in the rendered API pods: GUNICORN_KEEPALIVE if the chart
-    passes it (wallet.env), else the default of gunicorn.conf.py."""
+    passes it (wallet.env), else the default of config.ServerSettings."""
     env = env_of(container(m.get("Deployment", API)))
     if "GUNICORN_KEEPALIVE" in env:
         return int(env["GUNICORN_KEEPALIVE"]["value"])

@@ -228,9 +228,11 @@ def seconds(duration: str | float) -> float:
 
 
 def gunicorn_keepalive_default(source: Path = API_SOURCE) -> int:
-    """Default of GUNICORN_KEEPALIVE in the image's gunicorn.conf.py (seconds)."""
-    conf = source / "gunicorn.conf.py"
-    m = re.search(r'GUNICORN_KEEPALIVE", "(\d+)"', conf.read_text())
+    """Default of GUNICORN_KEEPALIVE in the image's settings (config.ServerSettings, seconds)."""
+    conf = source / "src" / "wallet_api" / "config.py"
+    m = re.search(
+        r'"GUNICORN_KEEPALIVE", _number\(int, \d+, \d+\), default=(\d+)\)', conf.read_text()
+    )
     if not m:
         raise ParityError(f"no GUNICORN_KEEPALIVE default in {conf}")
     return int(m.group(1))
@@ -255,6 +257,17 @@ def quantity_bytes(value: str | int) -> int:
     if not m:
         raise ParityError(f"memory quantity {value!r}")
     return int(m.group(1)) * units[m.group(2) or ""]
+
+
+def cpus(value: str | float) -> float:
+    """A CPU quantity as compose (`1.5`) or Kubernetes (`1500m`, `"1"`) writes it."""
+    text = str(value)
+    if text.endswith("m") and text[:-1].isdigit():
+        return int(text[:-1]) / 1000
+    try:
+        return float(text)
+    except ValueError:
+        raise ParityError(f"cpu quantity {value!r}") from None
 
 
 def script_digest(text: str | bytes) -> str:
@@ -589,6 +602,9 @@ def observe_compose(cfg: dict, *, env_example: Path = ROOT / ".env.example") -> 
           any(opt in ("no-new-privileges", "no-new-privileges:true") for opt in api.get("security_opt") or []))  # fmt: skip
     o.add("api.read_only_rootfs", "read_only", bool(api.get("read_only")))
     o.add("api.capabilities_dropped", "cap_drop", set(api.get("cap_drop") or []))
+    # The CPU limit also sizes gunicorn's workers (config.available_cpus).
+    o.add("api.limits", "cpus, mem_limit",
+          (float(api.get("cpus") or 0), quantity_bytes(api.get("mem_limit") or 0)))  # fmt: skip
     writable = {t.split(":", 1)[0] for t in api.get("tmpfs") or []}
     writable |= {v["target"] for v in api.get("volumes") or [] if not v.get("read_only")}
     o.add("api.writable_mounts", "tmpfs + writable volumes targets", writable)
@@ -1005,6 +1021,9 @@ def observe_chart(chart: Chart) -> Observations:
         "capabilities.drop",
         set((sc.get("capabilities") or {}).get("drop", [])),
     )
+    limits = (c.get("resources") or {}).get("limits") or {}
+    o.add("api.limits", "resources.limits (cpu, memory)",
+          (cpus(limits.get("cpu", 0)), quantity_bytes(limits.get("memory", 0))))  # fmt: skip
     o.add(
         "api.writable_mounts",
         "volumeMounts that are not readOnly",

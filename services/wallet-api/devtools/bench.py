@@ -10,7 +10,11 @@ runs: on a shared 2-core machine the absolute rates move by +-10 % run to run.
 Two API instances ("replicas": two gunicorn masters, same settings, same Redis)
 also take the deposit load spread over them, on 10,000 wallets and on one hot
 wallet, because WATCH conflicts between processes are what group commit cannot
-merge away (it batches within one process only).
+merge away (it batches within one process only). The replicas are sized as
+compose and the chart size them: the cores shared out, one worker per core each
+(`cpus: 1` / limits.cpu "1" on two cores; config.available_cpus). The same pair
+with the single instance's worker count each (two on two cores: four workers on two
+cores) runs too, to show what oversubscribing the cores does to a hot wallet.
 
 With pidstat (Debian: sysstat) each scenario also gets the CPU of the workers,
 Redis and wrk, in % of one core and CPU microseconds per request. --profile adds one
@@ -62,6 +66,7 @@ from devtools.profiling import (
     top_functions,
 )
 from devtools.wrk_runner import run_wrk, run_wrk_spread
+from wallet_api.config import available_cpus
 from wallet_api.domain.operations import DEFAULT_TENANT, WalletRef
 from wallet_api.store import WalletStore, wallet_key
 
@@ -271,13 +276,19 @@ def _lost_update_check(redis_url: str, wallet_id: str, hot: Result, in_flight_ma
 
 
 def _api(
-    stack: ExitStack, args: argparse.Namespace, redis_url: str, replica: str, **kw: Any
+    stack: ExitStack,
+    args: argparse.Namespace,
+    redis_url: str,
+    replica: str,
+    *,
+    workers: int | None = None,
+    **kw: Any,
 ) -> ApiServer:
     return stack.enter_context(
         api_server(
             redis_url,
             KEY,
-            workers=args.workers,
+            workers=workers or args.workers,
             threads=args.threads,
             worker_class=args.worker_class,
             replica_id=replica,
@@ -331,16 +342,25 @@ def bench(args: argparse.Namespace) -> int:
         rs = stack.enter_context(redis_server(appendfsync="always"))
         api = _api(stack, args, rs.url, "local")
         api2 = _api(stack, args, rs.url, "local-2")
+        # Two replicas sized like compose's and the chart's (module docstring).
+        rep1 = _api(stack, args, rs.url, "replica-1", workers=args.replica_workers)
+        rep2 = _api(stack, args, rs.url, "replica-2", workers=args.replica_workers)
         # The same gunicorn.conf.py, with gunicorn's own access log (bare_app.py).
         bare = _api(
             stack, args, rs.url, "bare", app=BARE_APP, gunicorn_args=("--access-logfile", "-")
         )
         _seed(rs.url, "bench", SPREAD)
-        _seed(rs.url, "hot", 1)
-        _seed(rs.url, "hot2", 1)
+        for prefix in ("hot", "hot2", "hot4"):
+            _seed(rs.url, prefix, 1)
         meter = RedisMeter(rs.url)
         classify = Classifier(
-            {"bare": bare.proc.pid, "api": api.proc.pid, "api-2": api2.proc.pid},
+            {
+                "bare": bare.proc.pid,
+                "api": api.proc.pid,
+                "api-2": api2.proc.pid,
+                "replica-1": rep1.proc.pid,
+                "replica-2": rep2.proc.pid,
+            },
             redis=rs.proc.pid,
         )
 
@@ -364,14 +384,20 @@ def bench(args: argparse.Namespace) -> int:
             "h",
         )
         checks.append(_lost_update_check(rs.url, "hot-0", hot, conns))
-        run(f"deposit, {SPREAD:,} spread, 2 instances", [api, api2], spread_env, "S")
-        hot2 = run(
-            f"deposit, 1 hot wallet, 2 instances, {conns} conns",
-            [api, api2],
-            {"BENCH_MODE": "deposit", "BENCH_WALLETS": "1", "BENCH_PREFIX": "hot2"},
-            "H",
+        over = ", oversubscribed" if 2 * args.workers > available_cpus() else ""
+        pairs = (
+            (f"2 instances x {args.replica_workers}", [rep1, rep2], "hot2", "S", "H"),
+            (f"2 instances x {args.workers}{over}", [api, api2], "hot4", "T", "U"),
         )
-        checks.append(_lost_update_check(rs.url, "hot2-0", hot2, conns))
+        for where, pair, prefix, spread_tag, hot_tag in pairs:
+            run(f"deposit, {SPREAD:,} spread, {where}", pair, spread_env, spread_tag)
+            hot2 = run(
+                f"deposit, 1 hot wallet, {where}",
+                pair,
+                {"BENCH_MODE": "deposit", "BENCH_WALLETS": "1", "BENCH_PREFIX": prefix},
+                hot_tag,
+            )
+            checks.append(_lost_update_check(rs.url, f"{prefix}-0", hot2, conns))
         if args.profile:
             profile = _profile(api, args, spread_env)
     if args.compare_fsync:
@@ -380,6 +406,11 @@ def bench(args: argparse.Namespace) -> int:
     _print_costs(results)
     if profile:
         print("\n" + profile)
+    return _summary(results, checks)
+
+
+def _summary(results: list[Result], checks: list[str]) -> int:
+    """The lost-update checks, 5xx and verdicts; exit 1 for a lost update or a 5xx."""
     print()
     for line in checks:
         print(line)
@@ -432,14 +463,11 @@ def verdicts(results: list[Result]) -> list[str]:
                 aim=AIM_DEPOSIT_VS_BARE,
             )
         )
-    pairs = (
-        ("1 instance", _find(results, "hot wallet", without="instances"), spread),
-        (
-            "2 instances",
-            _find(results, "hot wallet, 2 instances"),
-            _find(results, "spread, 2 instances"),
-        ),
-    )
+    pairs = [("1 instance", _find(results, "hot wallet", without="instances"), spread)]
+    for r in results:
+        if "hot wallet, 2 instances" in r.name:
+            where = r.name.split("hot wallet, ", 1)[1]
+            pairs.append((where, r, _find(results, f"spread, {where}")))
     for where, hot, base in pairs:
         if hot and base and hot.retries_per_op is not None:
             lines.append(
@@ -457,20 +485,21 @@ def _print(results: list[Result], args: argparse.Namespace) -> None:
     bare = results[0].rps
     healthz = (_find(results, "GET /healthz") or results[0]).rps
     print(
-        f"\nwallet-api bench: gunicorn {args.worker_class} workers={args.workers}"
+        f"\nwallet-api bench, {available_cpus()} CPUs: gunicorn {args.worker_class} "
+        f"workers={args.workers} per instance, {args.replica_workers} per replica"
         + (f" threads={args.threads}" if args.worker_class == "gthread" else "")
-        + f" per instance, COMMIT_SHARDS={args.commit_shards}, "
+        + f", COMMIT_SHARDS={args.commit_shards}, "
         f"wrk -t2 -c{args.connections} -d{args.duration}s in all (spread over the instances), "
         "redis appendfsync always unless noted\n"
     )
     print(
-        f"{'scenario':52} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>8} {'x bare':>6} "
+        f"{'scenario':58} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>8} {'x bare':>6} "
         f"{'x healthz':>9} {'retries/op':>10}"
     )
     for r in results:
         retries = f"{r.retries_per_op:.3f}" if r.retries_per_op is not None else "-"
         print(
-            f"{r.name:52} {r.rps:7.0f} {r.p50_ms:7.2f} {r.p99_ms:8.2f} "
+            f"{r.name:58} {r.rps:7.0f} {r.p50_ms:7.2f} {r.p99_ms:8.2f} "
             f"{r.rps / bare:6.2f} {r.rps / healthz:9.2f} {retries:>10}"
         )
     cpu = [r for r in results if r.cpu]
@@ -490,14 +519,14 @@ def _print_costs(results: list[Result]) -> None:
         return
     print('\nper deposit, from Redis\' own counters (README "Capacity"):')
     print(
-        f"{'scenario':48} {'deposits':>8} {'ledger B':>8} {'record B':>8} {'used_mem B':>10} "
+        f"{'scenario':58} {'deposits':>8} {'ledger B':>8} {'record B':>8} {'used_mem B':>10} "
         f"{'cpu us':>7} {'cmd us':>7} {'commands':>8}"
     )
     for r in costed:
         c = r.redis
         assert c is not None
         print(
-            f"{r.name:52} {c.deposits:8d} {c.ledger_bytes:8.0f} {c.record_bytes:8.0f} "
+            f"{r.name:58} {c.deposits:8d} {c.ledger_bytes:8.0f} {c.record_bytes:8.0f} "
             f"{c.used_memory_bytes:10.0f} {c.cpu_us:7.1f} {c.command_us:7.1f} {c.commands:8.2f}"
         )
     for r in costed:
@@ -512,7 +541,19 @@ def main() -> int:
     )
     parser.add_argument("--duration", type=int, default=5, help="seconds per scenario (default 5)")
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
+    cpus = available_cpus()
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=cpus,
+        help=f"per instance (default: the CPUs this process may use, {cpus})",
+    )
+    parser.add_argument(
+        "--replica-workers",
+        type=int,
+        default=max(1, cpus // 2),
+        help=f"per replica of the 2-instance pair (default: half the CPUs, {max(1, cpus // 2)})",
+    )
     parser.add_argument("--threads", type=int, default=16, help="gthread only")
     parser.add_argument("--commit-shards", type=int, default=1, help="COMMIT_SHARDS")
     parser.add_argument("--worker-class", default="gevent", choices=["gevent", "gthread", "sync"])

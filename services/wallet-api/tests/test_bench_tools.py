@@ -106,8 +106,10 @@ def test_verdicts_compare_this_runs_ratios_with_the_targets() -> None:
         _result("GET /healthz", 3000),
         _result("deposit, 10,000 spread wallets", 2600, 0.0),
         _result("deposit, 1 hot wallet, 64 conns", 2500, 0.004),
-        _result("deposit, 10,000 spread, 2 instances", 2400, 0.002),
-        _result("deposit, 1 hot wallet, 2 instances, 64 conns", 2350, 0.02),
+        _result("deposit, 10,000 spread, 2 instances x 1", 2400, 0.002),
+        _result("deposit, 1 hot wallet, 2 instances x 1", 2350, 0.02),
+        _result("deposit, 10,000 spread, 2 instances x 2, oversubscribed", 2500, 0.002),
+        _result("deposit, 1 hot wallet, 2 instances x 2, oversubscribed", 2000, 0.005),
         _result("deposit, 10,000 spread wallets (appendfsync everysec)", 9999, 0.0),
     ]
     assert verdicts(results) == [
@@ -115,8 +117,11 @@ def test_verdicts_compare_this_runs_ratios_with_the_targets() -> None:
         "verdict: hot / spread deposit, 1 instance = 0.96, 0.004 retries/op "
         "(target >= 0.95, <= 0.01 retries/op): met",
         # The ratio is met, the retries are not: not met.
-        "verdict: hot / spread deposit, 2 instances = 0.98, 0.020 retries/op "
+        "verdict: hot / spread deposit, 2 instances x 1 = 0.98, 0.020 retries/op "
         "(target >= 0.95, <= 0.01 retries/op): NOT met",
+        # Each pair against its own spread run.
+        "verdict: hot / spread deposit, 2 instances x 2, oversubscribed = 0.80, "
+        "0.005 retries/op (target >= 0.95, <= 0.01 retries/op): NOT met",
     ]
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from wallet_api.config import ConfigError, Settings
+from wallet_api.config import ConfigError, ServerSettings, Settings, available_cpus
 from wallet_api.keys import development_key
 
 KEYS = {"WALLET_API_KEYS": "k" * 16}
@@ -107,6 +107,77 @@ def test_gunicorn_refuses_to_start_with_a_one_line_reason() -> None:
         proc.stderr
         == "wallet-api: configuration error: MAX_AMOUNT: must be an integer, got 'ten'\n"
     )
+
+
+# Not WEB_CONCURRENCY: gunicorn itself int()s it on import, before any config file.
+@pytest.mark.parametrize("variable", ["GUNICORN_TIMEOUT", "GUNICORN_THREADS"])
+def test_gunicorn_settings_are_checked_like_the_app_settings(variable: str) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    conf = Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
+    env = {**os.environ, "WALLET_API_KEYS": "k" * 16, variable: "2x"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", str(conf), "--check-config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f"wallet-api: configuration error: {variable}: must be an integer, got '2x'\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY: must be between 1 and 256, got 0"),
+        ({"GUNICORN_WORKER_CLASS": "eventlet"}, "GUNICORN_WORKER_CLASS: must be one of gevent"),
+        ({"GUNICORN_KEEPALIVE": "5s"}, "GUNICORN_KEEPALIVE: must be an integer, got '5s'"),
+    ],
+)
+def test_bad_gunicorn_settings_fail_with_one_line(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        ServerSettings.from_env(env)
+    assert str(err.value).startswith(message)
+
+
+def test_workers_default_to_the_cpus_the_container_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    import wallet_api.config as config
+
+    monkeypatch.setattr(config, "available_cpus", lambda: 3)
+    assert ServerSettings.from_env({}).worker_count == 3
+    assert ServerSettings.from_env({"WEB_CONCURRENCY": "5"}).worker_count == 5
+
+
+@pytest.mark.parametrize(
+    ("files", "cpus"),
+    [
+        ({}, 4),  # no cgroup files: the affinity
+        ({"cpu.max": "max 100000\n"}, 4),  # v2, no quota
+        ({"cpu.max": "100000 100000\n"}, 1),  # compose cpus: 1, a pod's limits.cpu "1"
+        ({"cpu.max": "250000 100000\n"}, 2),  # 2.5 CPUs: rounded down
+        ({"cpu.max": "50000 100000\n"}, 1),  # 500m: at least one
+        ({"cpu.max": "800000 100000\n"}, 4),  # more quota than cores: the cores
+        ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2),  # v1
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),  # v1, none
+    ],
+)
+def test_available_cpus_follows_the_affinity_and_the_cgroup_quota(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str], cpus: int
+) -> None:
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert available_cpus(tmp_path) == cpus
 
 
 # -- WALLET_API_KEYS_FILE ----------------------------------------------------------------

@@ -76,3 +76,18 @@ def test_wallet_api_gets_key_definitions_never_a_token(stack: ss.Stack) -> None:
         mounted = ss.run(["docker", "exec", c["Id"], "cat", env["WALLET_API_KEYS_FILE"]])
         digest = hashlib.sha256(stack.api_key.encode()).hexdigest()
         assert f"sha256:{digest}" in mounted and stack.api_key not in mounted
+
+
+def test_each_replica_runs_one_worker_per_cpu_it_may_use(stack: ss.Stack) -> None:
+    """compose gives every replica one CPU (`cpus: 1`, the chart's limits.cpu), and
+    gunicorn, with WEB_CONCURRENCY unset, starts one gevent worker per CPU it may use:
+    more workers than cores only take turns on them (config.available_cpus)."""
+    for c in ss.wallet_api_containers():
+        assert c["HostConfig"]["NanoCpus"] == 1_000_000_000, c["HostConfig"]["NanoCpus"]
+        rows = ss.run(["docker", "top", c["Id"], "-o", "pid,ppid,args"]).splitlines()[1:]
+        procs = [row.split(None, 2) for row in rows]
+        gunicorns = [p for p in procs if "gunicorn" in p[2]]
+        masters = [p for p in gunicorns if p[1] not in {g[0] for g in gunicorns}]
+        assert len(masters) == 1, procs
+        workers = [p for p in gunicorns if p[1] == masters[0][0]]
+        assert len(workers) == 1, procs

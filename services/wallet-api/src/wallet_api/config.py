@@ -22,7 +22,8 @@ import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from wallet_api.domain.money import MAX_SAFE_BALANCE
@@ -106,6 +107,35 @@ def _log_level(raw: str) -> str:
     return level
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}, got {raw!r}")
+        return raw
+
+    return parse
+
+
+_T = TypeVar("_T")
+
+
+def _read(cls: type[_T], env: Mapping[str, str], **values: Any) -> _T:
+    """An instance of the settings dataclass `cls` from `env` (one loop for all)."""
+    for setting in fields(cls):  # type: ignore[arg-type]
+        if "env" not in setting.metadata:
+            continue
+        name, parse = setting.metadata["env"], setting.metadata["parse"]
+        raw = env.get(name, "")
+        has_default = setting.default is not MISSING or setting.default_factory is not MISSING
+        if raw == "" and has_default:
+            continue
+        try:
+            values[setting.name] = parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+    return cls(**values)
+
+
 @dataclass(frozen=True)
 class Settings:
     # WALLET_API_KEYS_FILE or WALLET_API_KEYS (from_env(): _api_keys()).
@@ -164,19 +194,70 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        values: dict[str, Any] = {"api_keys": _api_keys(env)}
-        for setting in fields(cls):
-            if "env" not in setting.metadata:
-                continue
-            name, parse = setting.metadata["env"], setting.metadata["parse"]
-            raw = env.get(name, "")
-            has_default = setting.default is not MISSING or setting.default_factory is not MISSING
-            if raw == "" and has_default:
-                continue
-            try:
-                values[setting.name] = parse(raw)
-            except ValueError as exc:
-                raise ConfigError(f"{name}: {exc}") from None
-        settings = cls(**values)
+        settings = _read(cls, env, api_keys=_api_keys(env))
         settings._check()
         return settings
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """gunicorn's settings (gunicorn.conf.py), read and checked like Settings, so a
+    bad value stops the master with one line instead of a traceback."""
+
+    # Unset: one worker per CPU the container may use (available_cpus()).
+    workers: int | None = _setting("WEB_CONCURRENCY", _number(int, 1, 256), default=None)
+    worker_class: str = _setting(
+        "GUNICORN_WORKER_CLASS", _choice("gevent", "gthread", "sync"), default="gevent"
+    )
+    threads: int = _setting("GUNICORN_THREADS", _number(int, 1, 1024), default=16)
+    worker_connections: int = _setting(
+        "GUNICORN_WORKER_CONNECTIONS", _number(int, 1, 100_000), default=1000
+    )
+    keepalive: int = _setting("GUNICORN_KEEPALIVE", _number(int, 0, 3600), default=5)
+    timeout: int = _setting("GUNICORN_TIMEOUT", _number(int, 0, 3600), default=30)
+    graceful_timeout: int = _setting("GUNICORN_GRACEFUL_TIMEOUT", _number(int, 0, 3600), default=20)
+    max_requests: int = _setting("GUNICORN_MAX_REQUESTS", _number(int, 0, 10**9), default=0)
+    max_requests_jitter: int = _setting(
+        "GUNICORN_MAX_REQUESTS_JITTER", _number(int, 0, 10**9), default=0
+    )
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or available_cpus()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:
+        return _read(cls, os.environ if env is None else env)
+
+
+def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """The CPUs this process may use: its CPU affinity, capped by the cgroup's CPU
+    quota (compose `cpus`, a pod's `limits.cpu`) rounded down, and at least 1.
+
+    Why it sizes the workers: a gevent worker uses at most one core, and workers
+    beyond the cores only take turns on them. A worker that loses its core between
+    WATCH and EXEC keeps its window open for another process to commit into, so
+    oversubscribed workers turn hot-wallet batches into retries (README,
+    "Performance"). Go's automaxprocs sizes GOMAXPROCS by the same rule.
+    """
+    cpus = len(os.sched_getaffinity(0))
+    quota = _cgroup_cpu_quota(cgroup)
+    if quota is not None:
+        cpus = min(cpus, int(quota))
+    return max(1, cpus)
+
+
+def _cgroup_cpu_quota(root: Path) -> float | None:
+    """CPUs' worth of quota: cgroup v2 `cpu.max` ("max 100000" = none), else v1's
+    cfs_quota_us / cfs_period_us (-1 = none); None when there is no quota."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
