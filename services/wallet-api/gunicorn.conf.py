@@ -46,7 +46,7 @@ wsgi_app = "wallet_api:create_app()"
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104
 # gevent: measured best for this workload (README, "Choosing the worker class").
 worker_class = _server.worker_class
-# One per CPU the container may use, unless WEB_CONCURRENCY says (config.available_cpus).
+# One per CPU of the container's quota, unless WEB_CONCURRENCY says (config.default_workers).
 workers = _server.worker_count
 threads = _server.threads  # gthread only
 worker_connections = _server.worker_connections  # gevent

@@ -102,6 +102,14 @@ def test_no_difference_at_all(diffs):
     assert not diffs, "\n\n".join(diffs)
 
 
+def test_api_limits_are_set_on_both_sides(compose_obs, chart_obs):
+    """api.limits would also agree if both sides dropped their limits; the replicas need
+    them: the CPU limit sizes gunicorn's workers, the memory limit bounds them."""
+    for obs in (compose_obs, chart_obs):
+        for source, (cpu, memory) in obs.items["api.limits"]:
+            assert cpu > 0 and memory > 0, f"{source}: cpu {cpu}, memory {memory} bytes"
+
+
 # ---------------------------------------------------------------- images
 
 
@@ -233,6 +241,7 @@ COMPOSE_MUTATIONS = [
     pytest.param({"services": {"whoami": {"image": "traefik/whoami:v1.10.0"}}}, "whoami.image", "v1.10.0", id="whoami-image"),
     pytest.param({"services": {"wallet-api": {"read_only": False}}}, "api.read_only_rootfs", "False", id="writable-rootfs"),
     pytest.param({"services": {"wallet-api": {"cpus": 2}}}, "api.limits", "(2.0,", id="api-cpus"),
+    pytest.param({"services": {"wallet-api": {"mem_limit": "1g"}}}, "api.limits", "1073741824", id="api-mem-limit"),
     pytest.param({"services": {"wallet-api": {"environment": {"GUNICORN_KEEPALIVE": "2"}}}},
                  "traefik.api_upstream_idle_below_keepalive", "keep-alive (2s) = False", id="keepalive-2s"),
     pytest.param({"services": {"wallet-api": {"labels": {"traefik.http.routers.wallet.middlewares": ""}}}},

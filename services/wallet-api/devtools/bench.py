@@ -12,9 +12,10 @@ also take the deposit load spread over them, on 10,000 wallets and on one hot
 wallet, because WATCH conflicts between processes are what group commit cannot
 merge away (it batches within one process only). The replicas are sized as
 compose and the chart size them: the cores shared out, one worker per core each
-(`cpus: 1` / limits.cpu "1" on two cores; config.available_cpus). The same pair
+(`cpus: 1` / limits.cpu "1" on two cores; config.default_workers). The same pair
 with the single instance's worker count each (two on two cores: four workers on two
-cores) runs too, to show what oversubscribing the cores does to a hot wallet.
+cores) runs too, when that differs, to show what oversubscribing the cores does to a
+hot wallet.
 
 With pidstat (Debian: sysstat) each scenario also gets the CPU of the workers,
 Redis and wrk, in % of one core and CPU microseconds per request. --profile adds one
@@ -66,7 +67,7 @@ from devtools.profiling import (
     top_functions,
 )
 from devtools.wrk_runner import run_wrk, run_wrk_spread
-from wallet_api.config import available_cpus
+from wallet_api.config import available_cpus, default_workers
 from wallet_api.domain.operations import DEFAULT_TENANT, WalletRef
 from wallet_api.store import WalletStore, wallet_key
 
@@ -385,10 +386,9 @@ def bench(args: argparse.Namespace) -> int:
         )
         checks.append(_lost_update_check(rs.url, "hot-0", hot, conns))
         over = ", oversubscribed" if 2 * args.workers > available_cpus() else ""
-        pairs = (
-            (f"2 instances x {args.replica_workers}", [rep1, rep2], "hot2", "S", "H"),
-            (f"2 instances x {args.workers}{over}", [api, api2], "hot4", "T", "U"),
-        )
+        pairs = [(f"2 instances x {args.replica_workers}", [rep1, rep2], "hot2", "S", "H")]
+        if args.workers != args.replica_workers:  # else the same pair again
+            pairs.append((f"2 instances x {args.workers}{over}", [api, api2], "hot4", "T", "U"))
         for where, pair, prefix, spread_tag, hot_tag in pairs:
             run(f"deposit, {SPREAD:,} spread, {where}", pair, spread_env, spread_tag)
             hot2 = run(
@@ -545,8 +545,8 @@ def main() -> int:
     parser.add_argument(
         "--workers",
         type=int,
-        default=cpus,
-        help=f"per instance (default: the CPUs this process may use, {cpus})",
+        default=default_workers(),
+        help=f"per instance (default: gunicorn.conf.py's, {default_workers()})",
     )
     parser.add_argument(
         "--replica-workers",

@@ -4,7 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from wallet_api.config import ConfigError, ServerSettings, Settings, available_cpus
+from wallet_api.config import (
+    ConfigError,
+    ServerSettings,
+    Settings,
+    available_cpus,
+    default_workers,
+)
 from wallet_api.keys import development_key
 
 KEYS = {"WALLET_API_KEYS": "k" * 16}
@@ -147,37 +153,81 @@ def test_bad_gunicorn_settings_fail_with_one_line(env: dict[str, str], message: 
     assert str(err.value).startswith(message)
 
 
-def test_workers_default_to_the_cpus_the_container_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_workers_default_to_the_cpus_of_the_quota(monkeypatch: pytest.MonkeyPatch) -> None:
     import wallet_api.config as config
 
-    monkeypatch.setattr(config, "available_cpus", lambda: 3)
+    monkeypatch.setattr(config, "default_workers", lambda: 3)
     assert ServerSettings.from_env({}).worker_count == 3
     assert ServerSettings.from_env({"WEB_CONCURRENCY": "5"}).worker_count == 5
 
 
+V2_POD = "0::/kubepods/pod1/ctr\n"
+
+
 @pytest.mark.parametrize(
-    ("files", "cpus"),
+    ("own", "files", "workers", "cpus"),
     [
-        ({}, 4),  # no cgroup files: the affinity
-        ({"cpu.max": "max 100000\n"}, 4),  # v2, no quota
-        ({"cpu.max": "100000 100000\n"}, 1),  # compose cpus: 1, a pod's limits.cpu "1"
-        ({"cpu.max": "250000 100000\n"}, 2),  # 2.5 CPUs: rounded down
-        ({"cpu.max": "50000 100000\n"}, 1),  # 500m: at least one
-        ({"cpu.max": "800000 100000\n"}, 4),  # more quota than cores: the cores
-        ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2),  # v1
-        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),  # v1, none
+        # No cgroup files: no quota. The host's cores are no guide (a 64-core node):
+        # the old fixed default, while available_cpus() is the affinity.
+        ("", {}, 2, 4),
+        ("0::/\n", {"cpu.max": "max 100000\n"}, 2, 4),  # v2, no quota
+        ("0::/\n", {"cpu.max": "100000 100000\n"}, 1, 1),  # compose cpus: 1, limits.cpu "1"
+        ("0::/\n", {"cpu.max": "250000 100000\n"}, 2, 2),  # 2.5 CPUs: rounded down
+        ("0::/\n", {"cpu.max": "300000 100000\n"}, 3, 3),  # a quota may exceed 2
+        ("0::/\n", {"cpu.max": "50000 100000\n"}, 1, 1),  # 500m: at least one
+        ("0::/\n", {"cpu.max": "800000 100000\n"}, 4, 4),  # more than the cores: the cores
+        ("0::/\n", {"cpu.max": "100000 0\n"}, 2, 4),  # a period of 0: no quota
+        # Host cgroup namespace: the container's cgroup is below the mount, and the
+        # pod's limit is on its parent.
+        (
+            V2_POD,
+            {
+                "kubepods/pod1/ctr/cpu.max": "max 100000\n",
+                "kubepods/pod1/cpu.max": "200000 100000\n",
+            },
+            2,
+            2,
+        ),
+        (
+            V2_POD,
+            {"kubepods/pod1/ctr/cpu.max": "100000 100000\n", "cpu.max": "300000 100000\n"},
+            1,
+            1,
+        ),
+        # cgroup v1, mounted as cpu or as cpu,cpuacct.
+        ("", {"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3, 3),
+        ("", {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2, 4),
+        (
+            "4:cpu,cpuacct:/docker/abc\n",
+            {
+                "cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "100000\n",
+                "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n",
+            },
+            1,
+            1,
+        ),
     ],
 )
-def test_available_cpus_follows_the_affinity_and_the_cgroup_quota(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str], cpus: int
+def test_workers_follow_the_affinity_and_the_nearest_cgroup_quota(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    own: str,
+    files: dict[str, str],
+    workers: int,
+    cpus: int,
 ) -> None:
     import os
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    root = tmp_path / "cgroup"
     for name, text in files.items():
-        (tmp_path / name).parent.mkdir(exist_ok=True)
-        (tmp_path / name).write_text(text)
-    assert available_cpus(tmp_path) == cpus
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    proc = tmp_path / "proc-self-cgroup"
+    if own:
+        proc.write_text(own)
+    assert default_workers(root, proc) == workers
+    assert available_cpus(root, proc) == cpus
 
 
 # -- WALLET_API_KEYS_FILE ----------------------------------------------------------------

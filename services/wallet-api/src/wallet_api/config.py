@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 from wallet_api.domain.money import MAX_SAFE_BALANCE
 from wallet_api.keys import ApiKey, load_file, parse_tokens
 
+_OWN_CGROUP = Path("/proc/self/cgroup")
 _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
@@ -204,7 +205,7 @@ class ServerSettings:
     """gunicorn's settings (gunicorn.conf.py), read and checked like Settings, so a
     bad value stops the master with one line instead of a traceback."""
 
-    # Unset: one worker per CPU the container may use (available_cpus()).
+    # Unset: one worker per CPU of the container's quota (default_workers()).
     workers: int | None = _setting("WEB_CONCURRENCY", _number(int, 1, 256), default=None)
     worker_class: str = _setting(
         "GUNICORN_WORKER_CLASS", _choice("gevent", "gthread", "sync"), default="gevent"
@@ -214,8 +215,10 @@ class ServerSettings:
         "GUNICORN_WORKER_CONNECTIONS", _number(int, 1, 100_000), default=1000
     )
     keepalive: int = _setting("GUNICORN_KEEPALIVE", _number(int, 0, 3600), default=5)
-    timeout: int = _setting("GUNICORN_TIMEOUT", _number(int, 0, 3600), default=30)
-    graceful_timeout: int = _setting("GUNICORN_GRACEFUL_TIMEOUT", _number(int, 0, 3600), default=20)
+    timeout: int = _setting("GUNICORN_TIMEOUT", _number(int, 0, 86_400), default=30)
+    graceful_timeout: int = _setting(
+        "GUNICORN_GRACEFUL_TIMEOUT", _number(int, 0, 86_400), default=20
+    )
     max_requests: int = _setting("GUNICORN_MAX_REQUESTS", _number(int, 0, 10**9), default=0)
     max_requests_jitter: int = _setting(
         "GUNICORN_MAX_REQUESTS_JITTER", _number(int, 0, 10**9), default=0
@@ -223,41 +226,89 @@ class ServerSettings:
 
     @property
     def worker_count(self) -> int:
-        return self.workers or available_cpus()
+        return self.workers or default_workers()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:
         return _read(cls, os.environ if env is None else env)
 
 
-def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
-    """The CPUs this process may use: its CPU affinity, capped by the cgroup's CPU
-    quota (compose `cpus`, a pod's `limits.cpu`) rounded down, and at least 1.
+# Without a CPU quota the host's core count is no guide: a pod without limits.cpu on a
+# 64-core node would start 64 workers inside its memory limit. The old fixed default.
+WORKERS_WITHOUT_QUOTA = 2
 
-    Why it sizes the workers: a gevent worker uses at most one core, and workers
-    beyond the cores only take turns on them. A worker that loses its core between
-    WATCH and EXEC keeps its window open for another process to commit into, so
-    oversubscribed workers turn hot-wallet batches into retries (README,
+
+def default_workers(cgroup: Path = Path("/sys/fs/cgroup"), own: Path = _OWN_CGROUP) -> int:
+    """gunicorn's worker count when WEB_CONCURRENCY is unset: one per CPU of the
+    container's CPU quota (compose `cpus`, a pod's `limits.cpu`), rounded down, at
+    least 1 and at most its CPU affinity; without a quota, WORKERS_WITHOUT_QUOTA.
+
+    Why the quota sizes the workers: a gevent worker uses at most one core, and
+    workers beyond the cores only take turns on them. A worker that waits for a core
+    between WATCH and EXEC keeps its window open for another process to commit into,
+    so oversubscribed workers turn hot-wallet batches into retries (README,
     "Performance"). Go's automaxprocs sizes GOMAXPROCS by the same rule.
     """
-    cpus = len(os.sched_getaffinity(0))
-    quota = _cgroup_cpu_quota(cgroup)
-    if quota is not None:
-        cpus = min(cpus, int(quota))
-    return max(1, cpus)
+    quota = _cgroup_cpu_quota(cgroup, own)
+    cpus = _affinity()
+    if quota is None:
+        return max(1, min(cpus, WORKERS_WITHOUT_QUOTA))
+    return max(1, min(cpus, int(quota)))
 
 
-def _cgroup_cpu_quota(root: Path) -> float | None:
-    """CPUs' worth of quota: cgroup v2 `cpu.max` ("max 100000" = none), else v1's
-    cfs_quota_us / cfs_period_us (-1 = none); None when there is no quota."""
+def available_cpus(cgroup: Path = Path("/sys/fs/cgroup"), own: Path = _OWN_CGROUP) -> int:
+    """The CPUs this process may use: its affinity, capped by its cgroup CPU quota."""
+    quota = _cgroup_cpu_quota(cgroup, own)
+    cpus = _affinity()
+    return max(1, cpus if quota is None else min(cpus, int(quota)))
+
+
+def _affinity() -> int:
+    if hasattr(os, "sched_getaffinity"):  # Linux; macOS has only the core count
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _cgroup_cpu_quota(root: Path, own: Path) -> float | None:
+    """The smallest CPU quota, in CPUs, from this process's cgroup up to the root:
+    a pod's limit can sit on a parent of the container's cgroup, and without a
+    private cgroup namespace the container's cgroup is a path below the mount.
+    cgroup v2 `cpu.max` ("max 100000" = none), v1 cfs_quota_us / cfs_period_us
+    (-1 = none, mounted as cpu or cpu,cpuacct). None when no level has a quota."""
+    v2_path = v1_path = "/"
     try:
-        quota, period = (root / "cpu.max").read_text().split()
-        return None if quota == "max" else int(quota) / int(period)
+        for line in own.read_text().splitlines():
+            hierarchy, controllers, path = line.split(":", 2)
+            if hierarchy == "0" and not controllers:
+                v2_path = path
+            elif "cpu" in controllers.split(","):
+                v1_path = path
     except (OSError, ValueError):
         pass
+    quotas = [q for d in _levels(root, v2_path) if (q := _v2_quota(d)) is not None]
+    for mount in (root / "cpu", root / "cpu,cpuacct"):
+        quotas += [q for d in _levels(mount, v1_path) if (q := _v1_quota(d)) is not None]
+    return min(quotas, default=None)
+
+
+def _levels(mount: Path, path: str) -> list[Path]:
+    """mount/path, then each of its parents up to the mount itself."""
+    parts = [p for p in path.split("/") if p not in ("", ".", "..")]
+    return [mount.joinpath(*parts[:n]) for n in range(len(parts), -1, -1)]
+
+
+def _v2_quota(directory: Path) -> float | None:
     try:
-        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
-        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        quota, period = (directory / "cpu.max").read_text().split()
+        return int(quota) / int(period) if quota != "max" and int(period) > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def _v1_quota(directory: Path) -> float | None:
+    try:
+        quota_us = int((directory / "cpu.cfs_quota_us").read_text())
+        period_us = int((directory / "cpu.cfs_period_us").read_text())
     except (OSError, ValueError):
         return None
     return quota_us / period_us if quota_us > 0 and period_us > 0 else None
