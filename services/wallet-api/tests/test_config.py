@@ -92,39 +92,20 @@ def test_bad_values_fail_with_one_line_naming_the_variable(
     assert "\n" not in str(err.value)
 
 
-def test_gunicorn_refuses_to_start_with_a_one_line_reason() -> None:
+# App settings and gunicorn's own (ServerSettings). Not WEB_CONCURRENCY: gunicorn itself
+# int()s it on import, before any configuration file is read.
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("MAX_AMOUNT", "ten"), ("GUNICORN_TIMEOUT", "2x"), ("GUNICORN_THREADS", "2x")],
+)
+def test_gunicorn_refuses_to_start_with_a_one_line_reason(variable: str, value: str) -> None:
     import os
     import subprocess
     import sys
     from pathlib import Path
 
     conf = Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
-    env = {**os.environ, "WALLET_API_KEYS": "k" * 16, "MAX_AMOUNT": "ten"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "-c", str(conf), "--check-config"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 2
-    assert (
-        proc.stderr
-        == "wallet-api: configuration error: MAX_AMOUNT: must be an integer, got 'ten'\n"
-    )
-
-
-# Not WEB_CONCURRENCY: gunicorn itself int()s it on import, before any config file.
-@pytest.mark.parametrize("variable", ["GUNICORN_TIMEOUT", "GUNICORN_THREADS"])
-def test_gunicorn_settings_are_checked_like_the_app_settings(variable: str) -> None:
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    conf = Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
-    env = {**os.environ, "WALLET_API_KEYS": "k" * 16, variable: "2x"}
+    env = {**os.environ, "WALLET_API_KEYS": "k" * 16, variable: value}
     proc = subprocess.run(
         [sys.executable, "-m", "gunicorn", "-c", str(conf), "--check-config"],
         env=env,
@@ -135,7 +116,7 @@ def test_gunicorn_settings_are_checked_like_the_app_settings(variable: str) -> N
     )
     assert proc.returncode == 2
     assert proc.stderr == (
-        f"wallet-api: configuration error: {variable}: must be an integer, got '2x'\n"
+        f"wallet-api: configuration error: {variable}: must be an integer, got '{value}'\n"
     )
 
 
