@@ -50,7 +50,7 @@ import sys
 import time
 import urllib.request
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +165,28 @@ class Result:
     retries_per_op: float | None = None
     redis: RedisCost | None = None
     cpu: str | None = None
+    runs: int = 1
+
+
+def merged(first: Result, again: Result) -> Result:
+    """One row for a scenario run twice: the mean rate, the counts summed, retries per
+    deposit over both runs. CPU and Redis costs stay the first run's (measured alone)."""
+    ok = first.ok + again.ok
+    retries = None
+    if first.retries_per_op is not None and again.retries_per_op is not None:
+        retries = (first.retries_per_op * first.ok + again.retries_per_op * again.ok) / max(ok, 1)
+    return replace(
+        first,
+        rps=(first.rps + again.rps) / 2,
+        p50_ms=(first.p50_ms + again.p50_ms) / 2,
+        p99_ms=max(first.p99_ms, again.p99_ms),
+        ok=ok,
+        refused=first.refused + again.refused,
+        failed=first.failed + again.failed,
+        socket_errors=first.socket_errors + again.socket_errors,
+        retries_per_op=retries,
+        runs=first.runs + again.runs,
+    )
 
 
 def _retries(base: str) -> float:
@@ -328,6 +350,26 @@ def _everysec(args: argparse.Namespace, env: dict[str, str]) -> Result:
         )
 
 
+def _servers(stack: ExitStack, args: argparse.Namespace, redis_url: str) -> dict[str, ApiServer]:
+    """The gunicorn instances of the run, by the name pidstat's lines give them; the
+    wallets seeded."""
+    servers = {
+        "api": _api(stack, args, redis_url, "local"),
+        "api-2": _api(stack, args, redis_url, "local-2"),
+        # Two replicas sized like compose's and the chart's (module docstring).
+        "replica-1": _api(stack, args, redis_url, "replica-1", workers=args.replica_workers),
+        "replica-2": _api(stack, args, redis_url, "replica-2", workers=args.replica_workers),
+        # The same gunicorn.conf.py, with gunicorn's own access log (bare_app.py).
+        "bare": _api(
+            stack, args, redis_url, "bare", app=BARE_APP, gunicorn_args=("--access-logfile", "-")
+        ),
+    }
+    _seed(redis_url, "bench", SPREAD)
+    for prefix in ("hot", "hot2", "hot4"):
+        _seed(redis_url, prefix, 1)
+    return servers
+
+
 def bench(args: argparse.Namespace) -> int:
     if shutil.which("wrk") is None:
         print("bench: wrk not found; install it (Debian: apt-get install wrk)", file=sys.stderr)
@@ -341,29 +383,12 @@ def bench(args: argparse.Namespace) -> int:
     spread_env = {"BENCH_MODE": "deposit", "BENCH_WALLETS": str(SPREAD)}
     with ExitStack() as stack:
         rs = stack.enter_context(redis_server(appendfsync="always"))
-        api = _api(stack, args, rs.url, "local")
-        api2 = _api(stack, args, rs.url, "local-2")
-        # Two replicas sized like compose's and the chart's (module docstring).
-        rep1 = _api(stack, args, rs.url, "replica-1", workers=args.replica_workers)
-        rep2 = _api(stack, args, rs.url, "replica-2", workers=args.replica_workers)
-        # The same gunicorn.conf.py, with gunicorn's own access log (bare_app.py).
-        bare = _api(
-            stack, args, rs.url, "bare", app=BARE_APP, gunicorn_args=("--access-logfile", "-")
+        servers = _servers(stack, args, rs.url)
+        api, api2, rep1, rep2, bare = (
+            servers[n] for n in ("api", "api-2", "replica-1", "replica-2", "bare")
         )
-        _seed(rs.url, "bench", SPREAD)
-        for prefix in ("hot", "hot2", "hot4"):
-            _seed(rs.url, prefix, 1)
         meter = RedisMeter(rs.url)
-        classify = Classifier(
-            {
-                "bare": bare.proc.pid,
-                "api": api.proc.pid,
-                "api-2": api2.proc.pid,
-                "replica-1": rep1.proc.pid,
-                "replica-2": rep2.proc.pid,
-            },
-            redis=rs.proc.pid,
-        )
+        classify = Classifier({n: a.proc.pid for n, a in servers.items()}, redis=rs.proc.pid)
 
         def run(name: str, bases: list[ApiServer], env: dict[str, str], tag: str) -> Result:
             # BENCH_RUN: the spread scenarios share the wallets, never their keys. One
@@ -373,31 +398,37 @@ def bench(args: argparse.Namespace) -> int:
             results.append(_run(name, urls, env, args, meter=meter, classify=classify))
             return results[-1]
 
+        def pair(names: tuple[str, str], bases: list[ApiServer], prefix: str, tags: str) -> None:
+            """Spread, hot, hot, spread: the machine's speed drifts by several percent
+            within a minute, and this order gives both the same average moment."""
+            hot_env = {"BENCH_MODE": "deposit", "BENCH_WALLETS": "1", "BENCH_PREFIX": prefix}
+            urls = [b.url for b in bases]
+            first = len(results)
+            run(names[0], bases, spread_env, tags[0])
+            run(names[1], bases, hot_env, tags[1])
+            hot_again = _run(names[1], urls, {**hot_env, "BENCH_RUN": tags[1] + "2"}, args)
+            spread_again = _run(names[0], urls, {**spread_env, "BENCH_RUN": tags[0] + "2"}, args)
+            results[first] = merged(results[first], spread_again)
+            results[first + 1] = merged(results[first + 1], hot_again)
+            checks.append(_lost_update_check(rs.url, f"{prefix}-0", results[first + 1], 2 * conns))
+
         conns = args.connections
         run('bare Flask {"ok": true} (baseline)', [bare], {"BENCH_MODE": "healthz"}, "b")
         run("GET /healthz", [api], {"BENCH_MODE": "healthz"}, "z")
         run("GET /wallets/{id}", [api], {"BENCH_MODE": "get", "BENCH_WALLETS": str(SPREAD)}, "g")
-        run(f"deposit, {SPREAD:,} spread wallets", [api], spread_env, "s")
-        hot = run(
-            f"deposit, 1 hot wallet, {conns} conns",
+        pair(
+            (f"deposit, {SPREAD:,} spread wallets", f"deposit, 1 hot wallet, {conns} conns"),
             [api],
-            {"BENCH_MODE": "deposit", "BENCH_WALLETS": "1", "BENCH_PREFIX": "hot"},
-            "h",
+            "hot",
+            "sh",
         )
-        checks.append(_lost_update_check(rs.url, "hot-0", hot, conns))
         over = ", oversubscribed" if 2 * args.workers > available_cpus() else ""
-        pairs = [(f"2 instances x {args.replica_workers}", [rep1, rep2], "hot2", "S", "H")]
+        wheres = [(f"2 instances x {args.replica_workers}", [rep1, rep2], "hot2", "SH")]
         if args.workers != args.replica_workers:  # else the same pair again
-            pairs.append((f"2 instances x {args.workers}{over}", [api, api2], "hot4", "T", "U"))
-        for where, pair, prefix, spread_tag, hot_tag in pairs:
-            run(f"deposit, {SPREAD:,} spread, {where}", pair, spread_env, spread_tag)
-            hot2 = run(
-                f"deposit, 1 hot wallet, {where}",
-                pair,
-                {"BENCH_MODE": "deposit", "BENCH_WALLETS": "1", "BENCH_PREFIX": prefix},
-                hot_tag,
-            )
-            checks.append(_lost_update_check(rs.url, f"{prefix}-0", hot2, conns))
+            wheres.append((f"2 instances x {args.workers}{over}", [api, api2], "hot4", "TU"))
+        for where, bases, prefix, tags in wheres:
+            names = (f"deposit, {SPREAD:,} spread, {where}", f"deposit, 1 hot wallet, {where}")
+            pair(names, bases, prefix, tags)
         if args.profile:
             profile = _profile(api, args, spread_env)
     if args.compare_fsync:
@@ -490,7 +521,8 @@ def _print(results: list[Result], args: argparse.Namespace) -> None:
         + (f" threads={args.threads}" if args.worker_class == "gthread" else "")
         + f", COMMIT_SHARDS={args.commit_shards}, "
         f"wrk -t2 -c{args.connections} -d{args.duration}s in all (spread over the instances), "
-        "redis appendfsync always unless noted\n"
+        "redis appendfsync always unless noted; each deposit pair ran spread, hot, hot, "
+        "spread, and its rows average both runs (CPU and Redis costs: the first run)\n"
     )
     print(
         f"{'scenario':58} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>8} {'x bare':>6} "

@@ -3,7 +3,7 @@ merging side-by-side wrk runs, and the verdict lines. No load is generated here.
 
 from __future__ import annotations
 
-from devtools.bench import Result, verdict, verdicts
+from devtools.bench import Result, merged, verdict, verdicts
 from devtools.profiling import CpuReport, format_cpu, parse_pidstat, top_functions
 from devtools.wrk_runner import merge_results
 
@@ -123,6 +123,17 @@ def test_verdicts_compare_this_runs_ratios_with_the_targets() -> None:
         "verdict: hot / spread deposit, 2 instances x 2, oversubscribed = 0.80, "
         "0.005 retries/op (target >= 0.95, <= 0.01 retries/op): NOT met",
     ]
+
+
+def test_a_scenario_run_twice_is_one_row_with_its_mean_rate() -> None:
+    first = Result("hot", 2000, 20.0, 50.0, 10_000, 1, 0, 0, retries_per_op=0.01, cpu="c")
+    again = Result("hot", 2400, 30.0, 40.0, 12_000, 2, 0, 3, retries_per_op=0.0)
+    row = merged(first, again)
+    assert (row.rps, row.p50_ms, row.p99_ms) == (2200, 25.0, 50.0)
+    assert (row.ok, row.refused, row.socket_errors, row.runs) == (22_000, 3, 3, 2)
+    # Retries per deposit over both runs: 100 retries in 22,000 deposits.
+    assert row.retries_per_op is not None and abs(row.retries_per_op - 100 / 22_000) < 1e-12
+    assert row.cpu == "c"  # measured in the first run only
 
 
 def test_a_ratio_below_the_target_is_not_met() -> None:
