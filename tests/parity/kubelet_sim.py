@@ -188,7 +188,8 @@ def resolve_env(
 # ------------------------------------------------------------------ docker run
 
 
-def _quantity_bytes(q: str) -> int:
+def quantity_bytes(q: str | int) -> int:
+    """A memory quantity as Kubernetes (`256Mi`, `1.5G`) or compose (bytes) writes it."""
     units = {
         "Ki": 1024,
         "Mi": 1024**2,
@@ -205,9 +206,12 @@ def _quantity_bytes(q: str) -> int:
     return int(float(m.group(1)) * units.get(m.group(2), 1))
 
 
-def _quantity_cpus(q: str | float) -> str:
-    s = str(q)
-    return str(int(s[:-1]) / 1000) if s.endswith("m") else str(float(s))
+def quantity_cpus(q: str | float) -> float:
+    """A CPU quantity as Kubernetes (`500m`, `"1"`) or compose (`1.5`) writes it."""
+    m = re.fullmatch(r"(\d+)m|(\d+(?:\.\d+)?)", str(q))
+    if not m:
+        raise UnsupportedSpec(f"cpu quantity {q!r}")
+    return int(m.group(1)) / 1000 if m.group(1) else float(m.group(2))
 
 
 # securityContext fields and how (whether) docker can express them
@@ -310,7 +314,7 @@ def docker_run_flags(
             opts = []
             size = (vol["emptyDir"] or {}).get("sizeLimit")
             if size:
-                opts.append(f"size={_quantity_bytes(size)}")
+                opts.append(f"size={quantity_bytes(size)}")
             flags += ["--tmpfs", f"{path}:{','.join(opts)}" if opts else path]
         elif vol is not None and "configMap" in vol and configmaps is not None:
             name = vol["configMap"]["name"]
@@ -348,9 +352,9 @@ def docker_run_flags(
 
     limits = (container.get("resources") or {}).get("limits") or {}
     if "memory" in limits:
-        flags += ["--memory", str(_quantity_bytes(limits["memory"]))]
+        flags += ["--memory", str(quantity_bytes(limits["memory"]))]
     if "cpu" in limits:
-        flags += ["--cpus", _quantity_cpus(limits["cpu"])]
+        flags += ["--cpus", str(quantity_cpus(limits["cpu"]))]
 
     if container.get("workingDir"):
         flags += ["--workdir", container["workingDir"]]

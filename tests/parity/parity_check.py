@@ -249,27 +249,6 @@ def add_upstream_idle(o: Observations, source: str, idle: Any, keepalive: int) -
     )
 
 
-def quantity_bytes(value: str | int) -> int:
-    """A memory size as compose (bytes, after `config`) or Kubernetes (`256Mi`) writes it."""
-    units = {"": 1, "k": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
-             "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}  # fmt: skip
-    m = re.fullmatch(r"([0-9]+)([kMGT]i?|Ki)?", str(value))
-    if not m:
-        raise ParityError(f"memory quantity {value!r}")
-    return int(m.group(1)) * units[m.group(2) or ""]
-
-
-def cpus(value: str | float) -> float:
-    """A CPU quantity as compose (`1.5`) or Kubernetes (`1500m`, `"1"`) writes it."""
-    text = str(value)
-    if text.endswith("m") and text[:-1].isdigit():
-        return int(text[:-1]) / 1000
-    try:
-        return float(text)
-    except ValueError:
-        raise ParityError(f"cpu quantity {value!r}") from None
-
-
 def script_digest(text: str | bytes) -> str:
     """Scripts compose and the chart run, compared by content."""
     import hashlib
@@ -604,7 +583,7 @@ def observe_compose(cfg: dict, *, env_example: Path = ROOT / ".env.example") -> 
     o.add("api.capabilities_dropped", "cap_drop", set(api.get("cap_drop") or []))
     # The CPU limit also sizes gunicorn's workers (config.available_cpus).
     o.add("api.limits", "cpus, mem_limit",
-          (float(api.get("cpus") or 0), quantity_bytes(api.get("mem_limit") or 0)))  # fmt: skip
+          (ks.quantity_cpus(api.get("cpus") or 0), ks.quantity_bytes(api.get("mem_limit") or 0)))  # fmt: skip
     writable = {t.split(":", 1)[0] for t in api.get("tmpfs") or []}
     writable |= {v["target"] for v in api.get("volumes") or [] if not v.get("read_only")}
     o.add("api.writable_mounts", "tmpfs + writable volumes targets", writable)
@@ -662,7 +641,7 @@ def observe_compose(cfg: dict, *, env_example: Path = ROOT / ".env.example") -> 
           (exporter.get("environment") or {}).get("REDIS_USER"))  # fmt: skip
     o.add("redis.eviction_policy", "redis-server --maxmemory-policy", flags.get("maxmemory-policy"))
     limit = ((redis.get("deploy") or {}).get("resources") or {}).get("limits", {}).get("memory")
-    o.add("redis.memory_limit", "deploy.resources.limits.memory", quantity_bytes(limit or 0))
+    o.add("redis.memory_limit", "deploy.resources.limits.memory", ks.quantity_bytes(limit or 0))
     o.add("redis.maxmemory_percent", "REDIS_MAXMEMORY_PERCENT (redis-server.sh)",
           (redis.get("environment") or {}).get("REDIS_MAXMEMORY_PERCENT"))  # fmt: skip
     o.add("redis.start_script", "the script the command runs, through its bind mount",
@@ -1023,7 +1002,7 @@ def observe_chart(chart: Chart) -> Observations:
     )
     limits = (c.get("resources") or {}).get("limits") or {}
     o.add("api.limits", "resources.limits (cpu, memory)",
-          (cpus(limits.get("cpu", 0)), quantity_bytes(limits.get("memory", 0))))  # fmt: skip
+          (ks.quantity_cpus(limits.get("cpu", 0)), ks.quantity_bytes(limits.get("memory", 0))))  # fmt: skip
     o.add(
         "api.writable_mounts",
         "volumeMounts that are not readOnly",
@@ -1130,7 +1109,7 @@ def observe_chart(chart: Chart) -> Observations:
     o.add("redis.image", "StatefulSet image", rc["image"])
     o.add("redis.eviction_policy", "StatefulSet redis-server args", flags.get("maxmemory-policy"))
     o.add("redis.memory_limit", "redis resources.limits.memory",
-          quantity_bytes(((rc.get("resources") or {}).get("limits") or {}).get("memory", 0)))  # fmt: skip
+          ks.quantity_bytes(((rc.get("resources") or {}).get("limits") or {}).get("memory", 0)))  # fmt: skip
     o.add("redis.maxmemory_percent", "REDIS_MAXMEMORY_PERCENT (redis-server.sh)",
           redis_env.get("REDIS_MAXMEMORY_PERCENT"))  # fmt: skip
     script, _ = redis_start(rc.get("command", []) + rc.get("args", []))

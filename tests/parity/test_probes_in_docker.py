@@ -282,7 +282,7 @@ def test_redis_memory_is_bounded_by_the_pod_limit(stack):
     """files/redis/redis-server.sh under the chart's securityContext (uid 999, read-only
     rootfs, the scripts from their ConfigMap) sets maxmemory from the memory limit;
     the policy never evicts."""
-    limit = ks._quantity_bytes(stack.redis.container["resources"]["limits"]["memory"])
+    limit = ks.quantity_bytes(stack.redis.container["resources"]["limits"]["memory"])
     percent = int(dict(stack.redis.env)["REDIS_MAXMEMORY_PERCENT"])
 
     def config(name: str) -> str:
