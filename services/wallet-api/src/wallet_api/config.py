@@ -250,23 +250,20 @@ def default_workers(cgroup: Path = Path("/sys/fs/cgroup"), own: Path = _OWN_CGRO
     "Performance"). Go's automaxprocs sizes GOMAXPROCS by the same rule.
     """
     quota = _cgroup_cpu_quota(cgroup, own)
-    cpus = _affinity()
-    if quota is None:
-        return max(1, min(cpus, WORKERS_WITHOUT_QUOTA))
-    return max(1, min(cpus, int(quota)))
+    cpus = _usable_cpus(quota)
+    return cpus if quota is not None else min(cpus, WORKERS_WITHOUT_QUOTA)
 
 
 def available_cpus(cgroup: Path = Path("/sys/fs/cgroup"), own: Path = _OWN_CGROUP) -> int:
     """The CPUs this process may use: its affinity, capped by its cgroup CPU quota."""
-    quota = _cgroup_cpu_quota(cgroup, own)
-    cpus = _affinity()
+    return _usable_cpus(_cgroup_cpu_quota(cgroup, own))
+
+
+def _usable_cpus(quota: float | None) -> int:
+    """The CPU affinity (macOS: the core count), capped by `quota` rounded down; >= 1."""
+    linux = hasattr(os, "sched_getaffinity")
+    cpus = len(os.sched_getaffinity(0)) if linux else os.cpu_count() or 1
     return max(1, cpus if quota is None else min(cpus, int(quota)))
-
-
-def _affinity() -> int:
-    if hasattr(os, "sched_getaffinity"):  # Linux; macOS has only the core count
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _cgroup_cpu_quota(root: Path, own: Path) -> float | None:
