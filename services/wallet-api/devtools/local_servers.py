@@ -78,43 +78,47 @@ def _answers_ping(port: int) -> bool:
 
 
 @contextmanager
+def _serving(what: str, args: list[str], port: int, data_dir: str) -> Iterator[RedisServer]:
+    """Start redis-server with `args`, wait until it answers PING on `port`; on exit
+    stop it and remove `data_dir`."""
+    proc = subprocess.Popen([_redis_binary(), *args], stdout=subprocess.DEVNULL)  # noqa: S603
+    try:
+        _wait(lambda: _answers_ping(port), what, 10, proc)
+        yield RedisServer(port, proc, data_dir)
+    finally:
+        _stop(proc)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextmanager
 def redis_server(appendfsync: str = "always", *extra: str) -> Iterator[RedisServer]:
     """redis-server on 127.0.0.1 with AOF; `extra` are more `--name value` flags
     (e.g. "--maxmemory", "2mb", or "--replicaof", "127.0.0.1", "6380")."""
     data_dir = tempfile.mkdtemp(prefix="wallet-redis-")
     port = free_port()
-    proc = subprocess.Popen(  # noqa: S603
-        [
-            _redis_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            data_dir,
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            appendfsync,
-            "--zset-max-listpack-value",  # as compose and the chart run it
-            "128",
-            "--save",
-            "",
-            "--daemonize",
-            "no",
-            "--loglevel",
-            "warning",
-            *extra,
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    server = RedisServer(port, proc, data_dir)
-    try:
-        _wait(lambda: _answers_ping(port), "redis-server", 10, proc)
+    args = [
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        data_dir,
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        appendfsync,
+        "--zset-max-listpack-value",  # as compose and the chart run it
+        "128",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--loglevel",
+        "warning",
+        *extra,
+    ]
+    with _serving("redis-server", args, port, data_dir) as server:
         yield server
-    finally:
-        _stop(proc)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @contextmanager
@@ -134,17 +138,9 @@ def sentinel_server(
         f"sentinel failover-timeout {master_name} 10000\n"
         f"sentinel parallel-syncs {master_name} 1\n"
     )
-    proc = subprocess.Popen(  # noqa: S603
-        [_redis_binary(), str(conf), "--sentinel", "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL,
-    )
-    server = RedisServer(port, proc, data_dir)
-    try:
-        _wait(lambda: _answers_ping(port), "redis-sentinel", 10, proc)
+    args = [str(conf), "--sentinel", "--loglevel", "warning"]
+    with _serving("redis-sentinel", args, port, data_dir) as server:
         yield server
-    finally:
-        _stop(proc)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @dataclass
