@@ -199,9 +199,12 @@ _up_traefik:
 up: images secrets ## Start the whole stack (Traefik stack + wallet-api replicas + Redis) and wait (stage 3b)
 	@$(MAKE) --no-print-directory _up
 
-.PHONY: _up
-_up:
-	$(COMPOSE_ALL) up -d --build --wait
+# One recipe for both: only the compose files differ.
+.PHONY: _up _up_ha
+_up: UP_COMPOSE = $(COMPOSE_ALL)
+_up_ha: UP_COMPOSE = $(COMPOSE_HA)
+_up _up_ha:
+	$(UP_COMPOSE) up -d --build --wait
 	scripts/wait-healthy.sh
 	@$(PY) -m stackctl urls --wait 60
 
@@ -223,12 +226,6 @@ grafana: images secrets ## Optional Grafana with the wallet-stack dashboard at h
 .PHONY: up-ha
 up-ha: images secrets ## Like `make up`, with Redis HA: primary + 2 replicas + 3 Sentinels (docker-compose.ha.yml)
 	@$(MAKE) --no-print-directory _up_ha
-
-.PHONY: _up_ha
-_up_ha:
-	$(COMPOSE_HA) up -d --build --wait
-	scripts/wait-healthy.sh
-	@$(PY) -m stackctl urls --wait 60
 
 .PHONY: down
 down: ## Stop and remove the stack's containers, HA ones included (volumes are kept; `make clean` drops them)
