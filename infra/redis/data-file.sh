@@ -1,9 +1,12 @@
 # shellcheck shell=sh
-# Sourced by redis-server.sh and sentinel.sh (the chart ships byte copies of all three).
-# Writes stdin to the file $1 in /data. Started as root (compose) with cap_drop ALL,
-# root has no CAP_DAC_OVERRIDE: it cannot create files in a /data that belongs to the
-# redis user (the image's ownership, or the entrypoint's chown on an earlier start).
-# Then the file is written as that user, who is the one to rewrite it later anyway.
+# Helpers sourced by redis-server.sh and sentinel.sh (the chart ships byte copies of
+# all three).
+
+# write_data_file: writes stdin to the file $1 in /data. Started as root (compose)
+# with cap_drop ALL, root has no CAP_DAC_OVERRIDE: it cannot create files in a /data
+# that belongs to the redis user (the image's ownership, or the entrypoint's chown on
+# an earlier start). Then the file is written as that user, who is the one to rewrite
+# it later anyway.
 write_data_file() {
 	if (: >"$1") 2>/dev/null; then # a subshell: a failed redirection ends it, not us
 		cat >"$1"
@@ -12,4 +15,17 @@ write_data_file() {
 	else
 		setpriv --reuid=redis --regid=redis --init-groups tee "$1" >/dev/null
 	fi
+}
+
+# sentinel_primary host:port master-name: prints "host port" of the primary that the
+# Sentinel at host:port names for master-name. Fails, printing nothing, when that
+# Sentinel cannot be asked (3 s) or its answer is not a host and a port.
+sentinel_primary() {
+	_answer="$(timeout 3 redis-cli --no-auth-warning -h "${1%:*}" -p "${1##*:}" \
+		SENTINEL get-master-addr-by-name "$2" 2>/dev/null)" || return 1
+	_host="$(echo "$_answer" | sed -n 1p)"
+	_port="$(echo "$_answer" | sed -n 2p)"
+	case "$_port" in '' | *[!0-9]*) return 1 ;; esac
+	[ -n "$_host" ] || return 1
+	echo "$_host $_port"
 }

@@ -20,7 +20,7 @@
 # Host names, not addresses: containers and pods change address when they restart.
 set -eu
 
-# write_data_file (a file in /data, also where root may not write)
+# write_data_file (a file in /data, also where root may not write), sentinel_primary
 # shellcheck source=infra/redis/data-file.sh
 . "${0%/*}/data-file.sh"
 
@@ -33,14 +33,9 @@ if [ ! -s "$conf" ]; then
 	primary_port="${REDIS_PORT:-6379}"
 	for peer in $(echo "${SENTINEL_PEERS:-}" | tr ',' ' '); do
 		[ "${peer%:*}" != "$SENTINEL_HOST" ] || continue
-		answer="$(timeout 3 redis-cli --no-auth-warning -h "${peer%:*}" -p "${peer##*:}" \
-			SENTINEL get-master-addr-by-name "$SENTINEL_MASTER_NAME" 2>/dev/null)" || continue
-		host="$(echo "$answer" | sed -n 1p)"
-		hport="$(echo "$answer" | sed -n 2p)"
-		case "$hport" in '' | *[!0-9]*) continue ;; esac
-		[ -n "$host" ] || continue
-		primary="$host"
-		primary_port="$hport"
+		named="$(sentinel_primary "$peer" "$SENTINEL_MASTER_NAME")" || continue
+		primary="${named% *}"
+		primary_port="${named#* }"
 		echo "sentinel.sh: peer $peer names $primary:$primary_port the primary"
 		break
 	done

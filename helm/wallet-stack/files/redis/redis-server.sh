@@ -26,7 +26,7 @@
 # directly otherwise (the chart runs it as uid 999).
 set -eu
 
-# write_data_file (a file in /data, also where root may not write)
+# write_data_file (a file in /data, also where root may not write), sentinel_primary
 # shellcheck source=infra/redis/data-file.sh
 . "${0%/*}/data-file.sh"
 
@@ -69,12 +69,9 @@ if [ -n "${REDIS_HA_HOST:-}" ]; then
 		fi
 	fi
 	for sentinel in $(echo "${REDIS_HA_SENTINELS:-}" | tr ',' ' '); do
-		answer="$(timeout 3 redis-cli --no-auth-warning -h "${sentinel%:*}" -p "${sentinel##*:}" \
-			SENTINEL get-master-addr-by-name "${REDIS_HA_MASTER_NAME:-mymaster}" 2>/dev/null)" || continue
-		host="$(echo "$answer" | sed -n 1p)"
-		hport="$(echo "$answer" | sed -n 2p)"
-		case "$hport" in '' | *[!0-9]*) continue ;; esac
-		[ -n "$host" ] || continue
+		primary="$(sentinel_primary "$sentinel" "${REDIS_HA_MASTER_NAME:-mymaster}")" || continue
+		host="${primary% *}"
+		hport="${primary#* }"
 		if [ "$host" = "$REDIS_HA_HOST" ]; then
 			echo "redis-server.sh: Sentinel $sentinel names this node the primary"
 			set -- "$@" --replicaof no one
