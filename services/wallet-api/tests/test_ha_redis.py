@@ -268,17 +268,23 @@ def test_a_full_redis_refuses_money_with_storage_full_and_reads_go_on() -> None:
         assert requests.post(url, json={"amount": 7}, headers=keyed, timeout=10).ok
         filler = _client(rs)
         n = 0
-        # Fill it up the way a busy ledger would, with smaller and smaller writes
-        # (a refused write frees its query buffer, which can bring Redis back under
-        # the limit), until even a one-byte write is refused.
-        for size in (2048, 128, 1):
-            while n < 20_000:
-                try:
-                    filler.set(f"filler:{n}", "x" * size)
-                except redis.exceptions.OutOfMemoryError:
-                    break
-                n += 1
+        # Fill it up the way a busy ledger would, until a write is refused.
+        while n < 20_000:
+            try:
+                filler.set(f"filler:{n}", "x" * 2048)
+            except redis.exceptions.OutOfMemoryError:
+                break
+            n += 1
         assert 0 < n < 20_000
+        # A Redis just at its limit drifts back under it on its own: a refused write
+        # frees its query buffer and the server shrinks idle clients' buffers in the
+        # background, so a later small write could fit again (CI saw a wallet created
+        # here). Pin the limit 256 KiB below what is used, so it stays full until the
+        # fillers (~4 MB) are deleted below.
+        used = int(filler.info("memory")["used_memory"])
+        filler.config_set("maxmemory", used - 256 * 1024)
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            filler.set("probe", "x")
         r = requests.post(url, json={"amount": 5}, headers=HEADERS, timeout=10)
         assert r.status_code == 503, r.text
         assert r.json()["type"] == "urn:wallet-stack:problem:storage-full"
