@@ -98,6 +98,11 @@ def _cases(wid: str) -> list[tuple[str, str, Any, dict[str, str], int, str]]:
         ("get", f"/wallets/{wid}/transactions?limit=1_0", {}, {}, 422, "limit"),
         ("get", f"/wallets/{wid}/transactions?cursor=1%0A", {}, {}, 422, "cursor"),
         ("post", dep, '{"amount": 5}', {**h, "Idempotency-Key": "a b"}, 422, "Idempotency-Key"),
+        # Lone surrogates as keys, which json.loads accepts (escaped, or as CESU-8
+        # bytes): named in the problem, which UTF-8 cannot carry as they are.
+        ("post", dep, '{"\\ud800": 1, "\\ud800": 2}', h, 422, "\ud800"),
+        ("post", "/wallets", b'{"\xed\xa0\x80": 1, "\xed\xa0\x80": 1}', h, 422, "\ud800"),
+        ("post", "/wallets", '{"currency": {"\\udc00": 1, "\\udc00": 2}}', h, 422, "\udc00"),
     ]
 
 
@@ -158,3 +163,24 @@ def test_issue_9_unicode_digits_in_the_query_are_422(
 def test_boundaries_are_accepted(api: Api, amount: int) -> None:
     wid = api.create()["id"]
     assert api.move("deposit", wid, amount).status_code == 200
+
+
+@pytest.mark.parametrize("empty", ["?", "?&", "?&&"])
+def test_a_query_string_without_parameters_is_no_query(
+    api: Api, client: FlaskClient, empty: str
+) -> None:
+    """'?&' is a query string with no parameter in it: the routes that take none
+    answer as without it (it was a 500: the first of no parameters to name)."""
+    h = auth()
+    r = client.post(f"/wallets{empty}", json={"currency": "EUR", "id": "q1"}, headers=h)
+    assert r.status_code == 201, r.get_json()
+    other = api.create("EUR", "q2")["id"]
+    r = client.post(f"/wallets/q1/deposit{empty}", json={"amount": 5}, headers=h)
+    assert r.status_code == 200, r.get_json()
+    r = client.post(f"/wallets/q1/withdraw{empty}", json={"amount": 1}, headers=h)
+    assert r.status_code == 200, r.get_json()
+    transfer = {"from": "q1", "to": other, "amount": 1}
+    assert client.post(f"/transfers{empty}", json=transfer, headers=h).status_code == 201
+    r = client.get(f"/wallets/q1{empty}", headers=h)
+    assert r.status_code == 200 and r.get_json()["balance"] == 3
+    assert client.get(f"/wallets/q1/transactions{empty}", headers=h).status_code == 200

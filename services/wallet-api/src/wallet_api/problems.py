@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 from flask import Response, g, request
+from pydantic_core import PydanticSerializationError
 
 from wallet_api.models import Problem, UnavailableProblem
 
@@ -62,9 +64,14 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
     # A 503 must carry one of the documented 503 types (models.UnavailableProblem).
     model = UnavailableProblem if body.get("status") == 503 else Problem
     document = model.model_validate({**body, "instance": request.path, "request_id": request_id})
-    response = Response(
-        document.model_dump_json(exclude_unset=True), status=document.status, mimetype=PROBLEM_JSON
-    )
+    try:
+        text = document.model_dump_json(exclude_unset=True)
+    except PydanticSerializationError:
+        # Text from the request that UTF-8 cannot carry: a lone surrogate ("\\ud800" in
+        # a JSON key), which json.loads accepts and a field error repeats. json.dumps
+        # writes it as the same escape instead of failing (a 500).
+        text = json.dumps(document.model_dump(mode="json", exclude_unset=True))
+    response = Response(text, status=document.status, mimetype=PROBLEM_JSON)
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response

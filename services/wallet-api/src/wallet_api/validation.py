@@ -68,7 +68,9 @@ def query(model: type[M] | None) -> M | None:
     if not request.query_string:  # the common case: no MultiDict to build
         return validate(model, {}, unknown="") if model is not None else None
     if model is None:
-        raise FieldError(min(request.args), "is not a known query parameter")
+        if request.args:  # "?&" has a query string but no parameter
+            raise FieldError(min(request.args), "is not a known query parameter")
+        return None
     return validate(model, request.args.to_dict(), unknown="is not a known query parameter")
 
 
