@@ -148,6 +148,19 @@ def test_metrics_use_route_patterns_and_domain_counters(api: Api, client: FlaskC
     assert 'wallet_operations_total{operation="withdrawal",outcome="refused"} 1.0' in text
 
 
+def test_invented_methods_are_refused_and_not_counted(client: FlaskClient) -> None:
+    """Each new method would be a new series of the request metrics, for good."""
+    for n in range(3):
+        r = client.open("/healthz", method=f"FOO{n}")
+        assert r.status_code == 405 and r.mimetype == "application/problem+json"
+    assert client.open("/healthz", method="PATCH").status_code == 405
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "FOO" not in text
+    assert 'method="PATCH"' in text and 'method="GET"' not in text  # /metrics is excluded
+    client.get("/healthz")
+    assert 'method="GET"' in client.get("/metrics").get_data(as_text=True)
+
+
 def test_unknown_route_and_method_are_problems(client: FlaskClient) -> None:
     r = client.get("/nope")
     assert r.status_code == 404 and r.mimetype == "application/problem+json"

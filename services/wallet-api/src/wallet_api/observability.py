@@ -18,6 +18,14 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Attributes every LogRecord has; anything else was passed via `extra=`.
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+# The values the request metrics' `method` label may take: HTTP's methods (RFC 9110)
+# and PATCH. gunicorn and Traefik pass any token as a method, and each new one would
+# be new time series in every worker's files and every scrape, for as long as the
+# replica runs. Such a request is answered as before (a 405 problem), logged, and not
+# counted.
+_HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
 
 
 class WalletMetrics:
@@ -77,6 +85,13 @@ def init_metrics(app: Flask) -> WalletMetrics:
         "excluded_paths": ["^/metrics$"],
         "defaults_prefix": "flask",
     }
+
+    @app.before_request
+    def _count_only_http_methods() -> None:
+        if request.method not in _HTTP_METHODS:
+            # prometheus_flask_exporter's own opt-out (what its @do_not_track sets).
+            request.prom_do_not_track = True  # type: ignore[attr-defined]
+
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
