@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-from stackctl import keys
+from stackctl import envfile, keys
 
 SERVICE_SRC = Path(__file__).resolve().parents[2] / "services" / "wallet-api" / "src"
 
@@ -173,3 +173,14 @@ def test_scopes_are_wallet_apis() -> None:
 @pytest.mark.parametrize("raw", ["wallets:read", "money:move, wallets:read,money:move"])
 def test_parse_scopes(raw: str) -> None:
     assert set(keys.parse_scopes(raw)) <= set(keys.SCOPES)
+
+
+def test_secrets_refuses_the_tokens_wallet_api_refuses() -> None:
+    """Compose gives wallet-api only the digests, so its own length check never sees
+    a WALLET_API_KEYS token: `make secrets` applies the same minimum."""
+    sys.path.insert(0, str(SERVICE_SRC))
+    try:
+        from wallet_api.keys import MIN_TOKEN_LENGTH
+    finally:
+        sys.path.remove(str(SERVICE_SRC))
+    assert envfile.MIN_API_KEY_LENGTH == MIN_TOKEN_LENGTH

@@ -71,14 +71,16 @@ def test_supplied_values_win_and_are_kept(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text(
         "# my settings\nexport BASIC_AUTH_USER=ops\nHTTPS_PORT=8443\nREDIS_PASSWORD=''\n"
     )
-    proc = run(tmp_path, BASIC_AUTH_PASSWORD="s3cret pass!", WALLET_API_KEYS="k" * 20 + ",x" * 9)
+    proc = run(
+        tmp_path, BASIC_AUTH_PASSWORD="s3cret pass!", WALLET_API_KEYS="k" * 20 + "," + "x" * 16
+    )
     assert proc.returncode == 0, proc.stderr
     text = (tmp_path / ".env").read_text()
     assert text.startswith("# my settings\n") and "HTTPS_PORT=8443\n" in text
     values = dotenv_values(tmp_path / ".env")
     assert values["BASIC_AUTH_USER"] == "ops"
     assert values["BASIC_AUTH_PASSWORD"] == "s3cret pass!"
-    assert values["WALLET_API_KEYS"] == "k" * 20 + ",x" * 9
+    assert values["WALLET_API_KEYS"] == "k" * 20 + "," + "x" * 16
     assert len(values["REDIS_PASSWORD"] or "") == 48  # empty counts as missing
     # The environment only wins while it is set; .env keeps the supplied value.
     assert run(tmp_path).returncode == 0
@@ -109,7 +111,9 @@ def test_password_change_rewrites_htpasswd_in_place(tmp_path: Path) -> None:
         ("BASIC_AUTH_PASSWORD", "it's", "must not contain newlines, single quotes"),
         ("BASIC_AUTH_PASSWORD", "a\\b", "must not contain newlines, single quotes"),
         ("BASIC_AUTH_PASSWORD", "tab\there", "must not contain control characters"),
-        ("WALLET_API_KEYS", "a,,b", "must be comma-separated tokens"),
+        ("WALLET_API_KEYS", "a" * 16 + ",," + "b" * 16, "must be comma-separated tokens"),
+        ("WALLET_API_KEYS", "a" * 16 + ",abc", "tokens of at least 16 characters"),
+        ("WALLET_API_KEYS", "a" * 15, "tokens of at least 16 characters"),
     ],
 )
 def test_bad_supplied_value_is_one_line_and_changes_nothing(

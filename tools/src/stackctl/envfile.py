@@ -48,7 +48,11 @@ class Setting:
         return value
 
 
-_API_KEY_CHARS = r"[A-Za-z0-9._~+/=-]+"
+# wallet-api refuses a WALLET_API_KEYS token shorter than this (keys.MIN_TOKEN_LENGTH),
+# but compose only hands it the digests `make secrets` writes, so the check is made here
+# too (tests/test_secrets.py keeps the two equal).
+MIN_API_KEY_LENGTH = 16
+_API_KEY_CHARS = rf"[A-Za-z0-9._~+/=-]{{{MIN_API_KEY_LENGTH},}}"
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -87,7 +91,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "WALLET_API_KEYS",
         rf"{_API_KEY_CHARS}(,{_API_KEY_CHARS})*",
-        "must be comma-separated tokens of [A-Za-z0-9._~+/=-]",
+        f"must be comma-separated tokens of at least {MIN_API_KEY_LENGTH} characters "
+        "of [A-Za-z0-9._~+/=-]",
         lambda: secrets.token_hex(32),
     ),
 )
@@ -105,7 +110,11 @@ def read(path: Path) -> dict[str, str]:
     """`.env` as compose reads it: last occurrence wins, empty values count as unset."""
     if not path.is_file():
         return {}
-    return {k: v for k, v in dotenv_values(path, interpolate=False).items() if v}
+    try:
+        values = dotenv_values(path, interpolate=False)
+    except UnicodeDecodeError as exc:
+        raise SettingError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    return {k: v for k, v in values.items() if v}
 
 
 def write(path: Path, name: str, value: str) -> None:
