@@ -30,8 +30,9 @@ def test_a_good_snapshot_verifies(tmp_path: Path) -> None:
         (lambda p: p.write_bytes(p.read_bytes() + b"x"), "does not match"),
         (lambda p: backup.checksum_path(p).unlink(), "missing"),
         (lambda p: p.unlink(), "no such file"),
+        (lambda p: backup.checksum_path(p).write_bytes(b"\xff\xfe"), "cannot be read"),
     ],
-    ids=["changed", "no-checksum", "no-file"],
+    ids=["changed", "no-checksum", "no-file", "checksum-not-text"],
 )
 def test_restore_refuses_before_changing_anything(tmp_path: Path, damage, message: str) -> None:
     path = _snapshot(tmp_path)
@@ -56,3 +57,13 @@ def test_cli_error_is_one_line_and_docker_is_never_called(tmp_path: Path) -> Non
     assert proc.returncode == 1
     assert proc.stderr.startswith("stackctl restore: error: ") and proc.stderr.count("\n") == 1
     assert "does not match" in proc.stderr
+
+
+def test_backup_into_a_directory_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "stackctl", "backup", "--dir", str(tmp_path / "no" / "deeper")],
+        capture_output=True, text=True, check=False, env={"PATH": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("stackctl backup: error: ") and proc.stderr.count("\n") == 1
+    assert not (tmp_path / "no").exists()

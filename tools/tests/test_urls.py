@@ -48,6 +48,27 @@ def test_bad_port_is_one_line(tmp_path: Path, bad: str) -> None:
     assert proc.stderr == f"stackctl urls: error: HTTPS_PORT must be a port number, got '{bad}'\n"
 
 
+@pytest.mark.parametrize("command", ["urls", "secrets"])
+def test_an_env_file_that_is_not_utf8_is_one_line_and_unchanged(
+    tmp_path: Path, command: str
+) -> None:
+    (tmp_path / ".env").write_bytes(b"X=\xff\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "stackctl", command, "--root", str(tmp_path)],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert (
+        proc.stderr
+        == f"stackctl {command}: error: {tmp_path / '.env'} is not UTF-8 text (byte 2)\n"
+    )
+    assert (tmp_path / ".env").read_bytes() == b"X=\xff\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env"]
+
+
 class _Server:
     """A TLS server on 127.0.0.1 with the stack's certificate, answering each connection
     with the next status of `statuses` (the last one repeats)."""

@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"backup: {path} ({path.stat().st_size} bytes, checksum {path.name}.sha256)")
             else:
                 print(f"restore: {backup.restore(args.file)} from {args.file}")
-        except backup.BackupError as exc:
+        except (backup.BackupError, OSError) as exc:
             print(f"stackctl {args.command}: error: {exc}", file=sys.stderr)
             return 1
     elif args.command == "urls":
@@ -155,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.wait > 0:
                 urls.wait_routed(args.root, wallet=not args.edge_only, timeout=args.wait)
             print("\n".join(urls.lines(args.root, wallet=not args.edge_only)))
-        except envfile.SettingError as exc:
+        except (envfile.SettingError, OSError) as exc:
             print(f"stackctl urls: error: {exc}", file=sys.stderr)
             return 1
     elif args.command == "keys":

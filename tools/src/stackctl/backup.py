@@ -120,7 +120,11 @@ def verify(snapshot: Path) -> str:
     sums = checksum_path(snapshot)
     if not sums.is_file():
         raise BackupError(f"{sums}: missing (every backup has one; refusing an unverified file)")
-    expected = sums.read_text().split()[0] if sums.read_text().split() else ""
+    try:
+        words = sums.read_text().split()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BackupError(f"{sums}: cannot be read as a checksum file ({exc})") from None
+    expected = words[0] if words else ""
     actual = sha256_file(snapshot)
     if actual != expected:
         raise BackupError(f"{snapshot}: sha256 {actual[:12]}... does not match {sums.name}")
