@@ -186,7 +186,7 @@ key: venv ## Create an API key: make key TENANT=acme SCOPES=wallets:read,money:m
 	  $(if $(DESCRIPTION),--description "$(DESCRIPTION)")
 
 .PHONY: up_traefik
-up_traefik: images secrets ## Start Traefik, Prometheus and whoami, wait until healthy (stage 3a)
+up_traefik: images secrets ## Start Traefik, Prometheus, Alertmanager and whoami, wait until healthy (stage 3a)
 	@$(MAKE) --no-print-directory _up_traefik
 
 .PHONY: _up_traefik

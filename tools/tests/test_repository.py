@@ -86,3 +86,22 @@ def test_readme_and_make_help_list_the_same_targets() -> None:
     assert {"up", "test", "up_traefik", "fresh-check"} <= helped
     assert readme - helped == set(), "README names targets `make help` does not list"
     assert helped - readme == set(), "`make help` lists targets the README never shows"
+
+
+_COMPOSE_VARIABLE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)(?::-([^}]*))?[^}]*\}")
+_EXAMPLE_LINE = re.compile(r"^#?\s*([A-Z][A-Z0-9_]*)=(\S*)", re.MULTILINE)
+# Not settings: compose sets the first itself; scripts/airgap.sh writes the second.
+_NOT_SETTINGS = {"COMPOSE_PROJECT_NAME", "PROMETHEUS_UI_MIDDLEWARE"}
+
+
+def test_env_example_shows_every_compose_variable_with_its_default() -> None:
+    """README says .env.example documents the settings compose reads: each one is
+    there, and a `${NAME:-default}` shows the same default."""
+    used: dict[str, str | None] = {}
+    for path in sorted(REPO_ROOT.glob("docker-compose*.yml")):
+        for name, default in _COMPOSE_VARIABLE.findall(path.read_text()):
+            if name not in _NOT_SETTINGS:
+                used[name] = default or used.get(name)
+    shown = dict(_EXAMPLE_LINE.findall((REPO_ROOT / ".env.example").read_text()))
+    assert sorted(set(used) - set(shown)) == []
+    assert {n: d for n, d in used.items() if d and shown[n] != d} == {}
