@@ -109,6 +109,10 @@ check_rules_copy() {
 }
 
 main() {
+  if (($# > 1)) || [[ $# -eq 1 && "$1" != "--install-only" ]]; then
+    printf 'usage: scripts/helm-validate.sh [--install-only]\n' >&2
+    exit 2
+  fi
   ensure_gitignored_tools_dir
   install_helm
   install_kubernetes_validate

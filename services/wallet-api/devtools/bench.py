@@ -599,9 +599,31 @@ def main() -> int:
         "--profile-seconds", type=int, default=10, help="length of the profiled run (default 10)"
     )
     args = parser.parse_args()
-    if not 1 <= args.duration <= 60 or not 1 <= args.profile_seconds <= 60:
-        parser.error("--duration and --profile-seconds must be 1-60 seconds")
+    bad = bad_bounds(args)
+    if bad:
+        parser.error(bad)
     return bench(args)
+
+
+# Bounded in count and time: every run of make bench finishes, on any machine.
+BOUNDS = {
+    "duration": (1, 60),
+    "profile_seconds": (1, 60),
+    "connections": (4, 1024),  # wrk needs a connection per thread, two per instance
+    "workers": (1, 64),
+    "replica_workers": (1, 64),
+    "threads": (1, 256),
+    "commit_shards": (1, 64),  # COMMIT_SHARDS' own range (config.py)
+}
+
+
+def bad_bounds(args: argparse.Namespace) -> str | None:
+    """The first option out of its range (one line for parser.error), else None."""
+    for name, (low, high) in BOUNDS.items():
+        value = getattr(args, name)
+        if not low <= value <= high:
+            return f"--{name.replace('_', '-')} must be {low}-{high}, got {value}"
+    return None
 
 
 if __name__ == "__main__":

@@ -3,7 +3,13 @@ merging side-by-side wrk runs, and the verdict lines. No load is generated here.
 
 from __future__ import annotations
 
-from devtools.bench import Result, merged, verdict, verdicts
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devtools.bench import BOUNDS, Result, merged, verdict, verdicts
 from devtools.profiling import CpuReport, format_cpu, parse_pidstat, top_functions
 from devtools.wrk_runner import merge_results
 
@@ -139,3 +145,22 @@ def test_a_scenario_run_twice_is_one_row_with_its_mean_rate() -> None:
 def test_a_ratio_below_the_target_is_not_met() -> None:
     assert verdict("x", 0.59, 0.6).endswith("(target >= 0.60): NOT met")
     assert verdict("x", 0.6, 0.6).endswith("(target >= 0.60): met")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--workers", "0"), ("--connections", "1"), ("--threads", "0"), ("--commit-shards", "65"),
+     ("--replica-workers", "0"), ("--duration", "61")],
+)  # fmt: skip
+def test_an_option_out_of_range_is_one_line_and_starts_nothing(option: str, value: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "devtools.bench", option, value],
+        capture_output=True, text=True, check=False, timeout=60,
+        cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == (
+        f"bench.py: error: {option} must be "
+        f"{'-'.join(map(str, BOUNDS[option[2:].replace('-', '_')]))}, got {value}"
+    )
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
