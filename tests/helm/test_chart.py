@@ -243,6 +243,24 @@ def test_wallet_env_passthrough(helm):
     assert "MAX_AMOUNT" not in env
 
 
+def test_numbers_from_a_values_file_reach_the_app_written_out(helm, tmp_path):
+    """A values file's numbers are floats to Helm: 1000000 must not become "1e+06",
+    which the app refuses (MAX_AMOUNT must be an integer) and so would not start."""
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        "wallet:\n  env:\n    MAX_AMOUNT: 1000000\n    WATCH_MAX_ATTEMPTS: 20\n"
+        "    REDIS_TIMEOUT_SECONDS: 0.5\n"
+        "redis:\n  extraArgs: [--hz, 20, --lazyfree-lazy-user-del, 'yes']\n"
+    )
+    m = helm.render(values)
+    env = env_of(container(m.get("Deployment", API)))
+    assert env["MAX_AMOUNT"]["value"] == "1000000"
+    assert env["WATCH_MAX_ATTEMPTS"]["value"] == "20"
+    assert env["REDIS_TIMEOUT_SECONDS"]["value"] == "0.5"
+    args = container(m.get("StatefulSet", "wallet-stack-redis"))["args"]
+    assert args[-4:] == ["--hz", "20", "--lazyfree-lazy-user-del", "yes"]
+
+
 def test_service_and_pdb(default):
     svc = default.get("Service", API)
     assert svc["spec"]["type"] == "ClusterIP"

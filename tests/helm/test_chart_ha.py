@@ -137,6 +137,8 @@ def test_sentinel_network_policies_open_only_the_ha_paths(ha):
         (("redis.sentinel.enabled=true", "redis.sentinel.quorum=4"), "cannot exceed"),
         (("redis.sentinel.enabled=true", "redis.sentinel.minReplicasAck=3"),
          "no commit could ever be acknowledged"),
+        (("redis.sentinel.enabled=true", "redis.sentinel.minReplicasToWrite=3"),
+         "the primary would refuse every write"),
     ],
 )  # fmt: skip
 def test_invalid_sentinel_settings_fail(helm, sets, message):

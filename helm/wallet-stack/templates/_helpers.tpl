@@ -310,6 +310,9 @@ always in IngressRoute mode, in Ingress mode only with ingress.wallet.serversTra
 {{- if gt (int .Values.redis.sentinel.minReplicasAck) (int .Values.redis.sentinel.replicas) }}
 {{- fail "redis.sentinel.minReplicasAck cannot exceed redis.sentinel.replicas: no commit could ever be acknowledged" }}
 {{- end }}
+{{- if gt (int .Values.redis.sentinel.minReplicasToWrite) (int .Values.redis.sentinel.replicas) }}
+{{- fail "redis.sentinel.minReplicasToWrite cannot exceed redis.sentinel.replicas: the primary would refuse every write" }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -388,4 +391,17 @@ password check). Usage: include "wallet-stack.edgeMiddlewareNames" (list . "wall
 - {{ . | quote }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+A scalar as a container sees it (env value, argument). A number from a values file
+is a float64 to the template engine, and toString writes 1000000 as "1e+06", which
+no integer setting of the app accepts: whole numbers are written out in full.
+*/}}
+{{- define "wallet-stack.scalar" -}}
+{{- if and (kindIs "float64" .) (eq . (floor .)) -}}
+{{- printf "%.0f" . -}}
+{{- else -}}
+{{- toString . -}}
+{{- end -}}
 {{- end }}
