@@ -68,6 +68,15 @@ if [ -n "${REDIS_HA_HOST:-}" ]; then
 			echo "replicaof $REDIS_HA_PRIMARY $port" | write_data_file "$conf"
 		fi
 	fi
+	# Sentinel's CONFIG REWRITE (on a promotion or re-pointing) also writes the ACL
+	# users into the file, and they come again as the caller's --user flags: Redis
+	# refuses a user defined twice, so the node would not start again after a failover.
+	# The flags stay the one source of the users; the file keeps only the topology.
+	if grep -q '^user ' "$conf"; then
+		kept="$(grep -v '^user ' "$conf")" || kept=""
+		printf '%s\n' "$kept" | write_data_file "$conf"
+		echo "redis-server.sh: dropped the ACL users CONFIG REWRITE wrote to $conf (the flags define them)"
+	fi
 	for sentinel in $(echo "${REDIS_HA_SENTINELS:-}" | tr ',' ' '); do
 		primary="$(sentinel_primary "$sentinel" "${REDIS_HA_MASTER_NAME:-mymaster}")" || continue
 		host="${primary% *}"

@@ -35,7 +35,7 @@ from containers_support import (
 )
 
 if TYPE_CHECKING:  # conftest is pytest's to import, not ours
-    from conftest import HaStack
+    from conftest import HaNode, HaStack
 
 pytestmark = pytest.mark.containers
 
@@ -243,3 +243,35 @@ def test_primary_cut_off_the_network_and_healed(ha_stack: HaStack) -> None:
     load, wallets, funding, info = _run(ha, 72, fault)
     books = _books(ha, wallets, [*funding, *load.results], info)
     _line("redis primary network-disconnected, healed (Sentinel failover)", load, books, info)
+
+
+def test_every_replica_starts_again_after_the_failovers(ha_stack: HaStack) -> None:
+    """Sentinel's CONFIG REWRITE (on each promotion and re-pointing above) writes the
+    ACL users into the node's redis-ha.conf, and compose passes them again as --user
+    flags: Redis refuses a user defined twice, so a node restarted after a failover did
+    not start at all. Each replica is killed and started again, and must replicate."""
+    ha = ha_stack
+    ha.wait_healthy()
+    primary = ha.primary()
+    replicas = {n: node for n, node in ha.nodes.items() if n != primary}
+
+    def users_in_file(node: HaNode) -> int:
+        _code, out = node.docker.exec_run(["grep", "-c", "^user ", "/data/redis-ha.conf"])
+        return int(out.decode().strip() or 0)
+
+    # The failovers above rewrote at least one of them (else this test shows nothing).
+    assert any(users_in_file(node) > 0 for node in replicas.values())
+    for name, node in replicas.items():
+        node.kill()
+        node.start()
+        took = _wait(
+            f"{name} replicating after its restart",
+            lambda node=node, name=name: (
+                ha.role(name) == "slave"
+                and "master_link_status:up" in node.redis_cli("info", "replication")
+            ),
+            60,
+        )
+        print(f"\n{name} restarted after the failovers, replicating again in {took:.1f}s")
+        assert users_in_file(node) == 0  # the flags are the one source of the users
+    ha.wait_healthy()
