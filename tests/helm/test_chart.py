@@ -274,6 +274,21 @@ def test_service_and_pdb(default):
     assert pdb["spec"]["selector"]["matchLabels"] == API_SELECTOR
 
 
+@pytest.mark.parametrize(
+    ("sets", "rendered"),
+    [
+        (("replicaCount=1",), False),
+        (("autoscaling.enabled=true", "autoscaling.minReplicas=1"), False),
+        (("replicaCount=3", "podDisruptionBudget.minAvailable=3"), False),
+        (("replicaCount=3", "podDisruptionBudget.minAvailable=2"), True),
+        (("autoscaling.enabled=true", "autoscaling.minReplicas=2"), True),
+    ],
+)
+def test_no_pdb_that_would_block_every_drain(helm, sets, rendered):
+    """minAvailable 1 with one pod: `kubectl drain` would wait for ever."""
+    assert helm.render(sets=sets).has("PodDisruptionBudget", API) == rendered
+
+
 def test_hpa(helm):
     m = helm.render(EXAMPLES / "hpa-networkpolicy.yaml")
     hpa = m.get("HorizontalPodAutoscaler", API)
