@@ -115,3 +115,15 @@ def test_fresh_install_generates(helm, tmp_path):
     assert len(d(s["wallet-stack-api-keys"]["data"]["api-keys"])) == 40
     assert len(d(s["wallet-stack-redis-auth"]["data"]["redis-password"])) == 32
     assert d(s["wallet-stack-basic-auth"]["data"]["users"]).startswith("admin:$2")
+
+
+def test_kept_tokens_stay_separate_keys(helm, tmp_path):
+    """The Secret holds the tokens comma-separated (wallet.apiKeys.keys on an earlier
+    release); an upgrade without them keeps each as its own key, not one joined token."""
+    stored = {**EXISTING, "wallet-stack-api-keys": {"api-keys": e("TOKEN-A,TOKEN-B")}}
+    s = _dry_run_server(helm, tmp_path, stored)
+    assert d(s["wallet-stack-api-keys"]["data"]["api-keys"]) == "TOKEN-A,TOKEN-B"
+    defined = json.loads(d(s["wallet-stack-api-keys"]["data"]["api-keys.yaml"]))["keys"]
+    assert sorted(k["digest"] for k in defined) == sorted(
+        f"sha256:{hashlib.sha256(t).hexdigest()}" for t in (b"TOKEN-A", b"TOKEN-B")
+    )
