@@ -396,6 +396,30 @@ def test_generated_secrets_present_when_not_supplied(helm, tmp_path):
     assert b64(tls, "tls.crt").startswith("-----BEGIN CERTIFICATE-----")
 
 
+def test_the_alertmanager_route_alone_gets_its_auth_and_certificate(helm):
+    """Its IngressRoute names the basic-auth middlewares: they, their Secret and a
+    certificate for its host must be rendered even when it is the only such route."""
+    from cryptography import x509
+
+    m = helm.render(
+        sets=(
+            "alertmanager.enabled=true",
+            "alertmanager.webhookUrl=http://receiver:9000/",
+            "ingress.routes.alertmanager.enabled=true",
+        )
+    )
+    route = m.get("IngressRoute", "wallet-stack-alertmanager")
+    for ref in route["spec"]["routes"][0]["middlewares"]:
+        assert m.has("Middleware", ref["name"]), ref
+    mw = m.get("Middleware", "wallet-stack-basic-auth")
+    assert m.has("Secret", mw["spec"]["basicAuth"]["secret"])
+    cert = x509.load_pem_x509_certificate(
+        b64(m.get("Secret", "wallet-stack-tls"), "tls.crt").encode()
+    )
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "alertmanager.localhost" in names.get_values_for_type(x509.DNSName)
+
+
 def test_supplied_secrets_are_used(helm, tmp_path):
     m = helm.render(
         sets=(

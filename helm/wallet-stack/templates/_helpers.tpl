@@ -213,7 +213,8 @@ Usage: include "wallet-stack.secretValue" (dict "ctx" . "secret" NAME "key" KEY 
 
 {{/* true when some route protected by basic auth is rendered */}}
 {{- define "wallet-stack.basicAuthNeeded" -}}
-{{- if and .Values.ingress.enabled (or .Values.ingress.routes.dashboard.enabled .Values.ingress.routes.prometheus.enabled .Values.whoami.enabled) }}true{{ end }}
+{{- $r := .Values.ingress.routes }}
+{{- if and .Values.ingress.enabled (or $r.dashboard.enabled $r.prometheus.enabled $r.alertmanager.enabled .Values.whoami.enabled) }}true{{ end }}
 {{- end }}
 
 {{/* true when the chart generates the self-signed TLS Secret */}}
@@ -227,6 +228,7 @@ Usage: include "wallet-stack.secretValue" (dict "ctx" . "secret" NAME "key" KEY 
 {{- $h := list .Values.ingress.hosts.wallet }}
 {{- if .Values.ingress.routes.dashboard.enabled }}{{ $h = append $h .Values.ingress.hosts.dashboard }}{{ end }}
 {{- if .Values.ingress.routes.prometheus.enabled }}{{ $h = append $h .Values.ingress.hosts.prometheus }}{{ end }}
+{{- if .Values.ingress.routes.alertmanager.enabled }}{{ $h = append $h .Values.ingress.hosts.alertmanager }}{{ end }}
 {{- if .Values.whoami.enabled }}{{ $h = append $h .Values.ingress.hosts.whoami }}{{ end }}
 {{- toJson $h }}
 {{- end }}
