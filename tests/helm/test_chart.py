@@ -117,6 +117,8 @@ DEFINITION = {
         "ingress.wallet.upstreamIdleTimeout=1.5s",  # the CRD's pattern has no fractions
         "ingress.wallet.upstreamIdleTimeout=0s",  # 0 = never close idle connections
         "ingress.wallet.serversTransportCRD=maybe",
+        "networkPolicy.dns.enabled=false",  # no such switch: the rule would stay
+        "networkPolicy.ingressController.enabled=false",
     ],
 )
 def test_schema_rejects_wrong_values(helm, bad):
@@ -612,6 +614,20 @@ def test_external_redis(helm):
     assert b64(s, "redis-url") == "rediss://:pw@redis.example:6380/0"
     env2 = env_of(container(m2.get("Deployment", API)))
     assert env2["REDIS_URL"]["valueFrom"]["secretKeyRef"]["name"] == "wallet-stack-external-redis"
+
+
+def test_external_sentinels_are_reachable_through_the_network_policy(helm):
+    """The API asks the Sentinels of REDIS_SENTINELS for the primary: their ports are
+    opened besides the Redis port (only 6379 was: no connection could be made)."""
+
+    def ports(*sets: str) -> list[int]:
+        m = helm.render(sets=("redis.enabled=false", "externalRedis.url=redis://r:6379/0", *sets))
+        egress = m.get("NetworkPolicy", API)["spec"]["egress"]
+        return [p["port"] for rule in egress[1:] for p in rule["ports"]]
+
+    assert ports() == [6379]
+    sentinels = "wallet.env.REDIS_SENTINELS=s1:26379\\,s2:26380\\,s3:26379"
+    assert ports(sentinels) == [6379, 26379, 26380]
 
 
 @pytest.mark.parametrize(
