@@ -17,6 +17,19 @@ write_data_file() {
 	fi
 }
 
+# read_data_file: prints the file $1 in /data. Redis writes its rewritten config files
+# readable by the redis user only, and root without CAP_DAC_OVERRIDE cannot read them:
+# then it is read as that user.
+read_data_file() {
+	if [ -r "$1" ] && cat "$1" 2>/dev/null; then
+		return 0
+	elif command -v gosu >/dev/null 2>&1; then
+		gosu redis cat "$1"
+	else
+		setpriv --reuid=redis --regid=redis --init-groups cat "$1"
+	fi
+}
+
 # sentinel_primary host:port master-name: prints "host port" of the primary that the
 # Sentinel at host:port names for master-name. Fails, printing nothing, when that
 # Sentinel cannot be asked (3 s) or its answer is not a host and a port.

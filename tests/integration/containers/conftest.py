@@ -875,11 +875,24 @@ def ha_stack(
         for volume in svc.get("volumes") or []:
             if volume.get("type") == "bind":
                 container = container.with_volume_mapping(volume["source"], volume["target"], "ro")
+        # Compose's hardening too: root without CAP_DAC_OVERRIDE cannot read the files
+        # Redis rewrites (mode 600, owned by redis), which the scripts must handle.
+        kwargs: dict[str, Any] = {
+            "labels": dict(LABELS),
+            "cap_drop": svc.get("cap_drop") or [],
+            "cap_add": svc.get("cap_add") or [],
+            "security_opt": svc.get("security_opt") or [],
+            "read_only": bool(svc.get("read_only")),
+        }
+        for mount in svc.get("tmpfs") or []:
+            path, _, options = mount.partition(":")
+            container = container.with_tmpfs_mount(path, options or None)
         limit = (((svc.get("deploy") or {}).get("resources") or {}).get("limits") or {}).get(
             "memory"
         )
         if limit:
-            container = container.with_kwargs(labels=dict(LABELS), mem_limit=int(limit))
+            kwargs["mem_limit"] = int(limit)
+        container = container.with_kwargs(**kwargs)
         cleanups.append((name, container.stop))
         container.start()
         return HaNode(name, container, network)

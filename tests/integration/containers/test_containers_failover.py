@@ -256,7 +256,10 @@ def test_every_replica_starts_again_after_the_failovers(ha_stack: HaStack) -> No
     replicas = {n: node for n, node in ha.nodes.items() if n != primary}
 
     def users_in_file(node: HaNode) -> int:
-        _code, out = node.docker.exec_run(["grep", "-c", "^user ", "/data/redis-ha.conf"])
+        # As redis: the file is its own (mode 600), and root has no CAP_DAC_OVERRIDE here.
+        _code, out = node.docker.exec_run(
+            ["grep", "-c", "^user ", "/data/redis-ha.conf"], user="redis"
+        )
         return int(out.decode().strip() or 0)
 
     # The failovers above rewrote at least one of them (else this test shows nothing).

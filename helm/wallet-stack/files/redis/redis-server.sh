@@ -26,7 +26,8 @@
 # directly otherwise (the chart runs it as uid 999).
 set -eu
 
-# write_data_file (a file in /data, also where root may not write), sentinel_primary
+# write_data_file and read_data_file (files in /data, also where root may not write
+# or read), sentinel_primary
 # shellcheck source=infra/redis/data-file.sh
 . "${0%/*}/data-file.sh"
 
@@ -72,9 +73,9 @@ if [ -n "${REDIS_HA_HOST:-}" ]; then
 	# users into the file, and they come again as the caller's --user flags: Redis
 	# refuses a user defined twice, so the node would not start again after a failover.
 	# The flags stay the one source of the users; the file keeps only the topology.
-	if grep -q '^user ' "$conf"; then
-		kept="$(grep -v '^user ' "$conf")" || kept=""
-		printf '%s\n' "$kept" | write_data_file "$conf"
+	current="$(read_data_file "$conf")"
+	if printf '%s\n' "$current" | grep -q '^user '; then
+		printf '%s\n' "$current" | grep -v '^user ' | write_data_file "$conf"
 		echo "redis-server.sh: dropped the ACL users CONFIG REWRITE wrote to $conf (the flags define them)"
 	fi
 	for sentinel in $(echo "${REDIS_HA_SENTINELS:-}" | tr ',' ' '); do
