@@ -6,6 +6,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import yaml
+
 from stackctl import REPO_ROOT
 
 # Package and image registries: mirrors and indexes come from the machine's own
@@ -105,3 +107,18 @@ def test_env_example_shows_every_compose_variable_with_its_default() -> None:
     shown = dict(_EXAMPLE_LINE.findall((REPO_ROOT / ".env.example").read_text()))
     assert sorted(set(used) - set(shown)) == []
     assert {n: d for n, d in used.items() if d and shown[n] != d} == {}
+
+
+def test_no_ha_node_waits_for_redis_to_be_healthy() -> None:
+    """After a failover `redis` may be a replica of another node, healthy only once its
+    link to that node is up: a node or Sentinel waiting for `redis` to be healthy would
+    never start, and `make down && make up-ha` would hang until compose gives up."""
+    services = yaml.safe_load((REPO_ROOT / "docker-compose.ha.yml").read_text())["services"]
+    ha_nodes = {
+        name: svc
+        for name, svc in services.items()
+        if name.startswith(("redis-replica", "sentinel"))
+    }
+    assert len(ha_nodes) == 5
+    waits = {name: svc["depends_on"]["redis"]["condition"] for name, svc in ha_nodes.items()}
+    assert set(waits.values()) == {"service_started"}, waits
