@@ -49,3 +49,33 @@ def test_no_runbook_section_without_an_alert() -> None:
     alerts = {r["alert"].lower() for r in _alerts(RULE_FILES[0])}
     sections = set(_anchors(RUNBOOKS.read_text())) - {"runbooks"}
     assert sections == alerts, sections ^ alerts
+
+
+def _matches(labels: dict[str, str], matchers: list[str]) -> bool:
+    for matcher in matchers:
+        name, value = re.fullmatch(r'(\w+)="([^"]*)"', matcher).groups()  # type: ignore[union-attr]
+        if labels.get(name) != value:
+            return False
+    return True
+
+
+def test_every_inhibit_rule_can_silence_something() -> None:
+    """An inhibit rule acts only between alerts that agree on its `equal` labels: with
+    `equal: [alertname]` and one severity per alert it never did. Each rule must pair
+    some source alert with some other target alert, and every alert names its component."""
+    config = yaml.safe_load((REPO_ROOT / "infra" / "alertmanager" / "alertmanager.yml").read_text())
+    labels = [r["labels"] | {"alertname": r["alert"]} for r in _alerts(RULE_FILES[0])]
+    assert all(lbl.get("component") in {"wallet-api", "traefik", "redis"} for lbl in labels)
+    for rule in config["inhibit_rules"]:
+        pairs = [
+            (s["alertname"], t["alertname"])
+            for s in labels
+            for t in labels
+            if s is not t
+            and _matches(s, rule["source_matchers"])
+            and _matches(t, rule["target_matchers"])
+            and all(s.get(k) == t.get(k) for k in rule["equal"])
+        ]
+        assert pairs, rule
+        assert ("WalletApiDown", "WalletApiReplicaDown") in pairs
+        assert ("RedisDown", "RedisMemoryHigh") in pairs
