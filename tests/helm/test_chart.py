@@ -757,8 +757,30 @@ def test_all_routes(helm):
     assert n == 18 and not errors, errors
 
 
+def test_ingress_mode_without_the_crds_renders_and_references_none(helm):
+    """The example ingress.yaml is for clusters without Traefik's CRDs: one traefik.io
+    object or @kubernetescrd reference and `helm install` fails there."""
+    m = helm.render(EXAMPLES / "ingress.yaml")
+    assert [d["kind"] for d in m if d["apiVersion"].startswith("traefik.io/")] == []
+    for doc in m:
+        for key, value in (doc["metadata"].get("annotations") or {}).items():
+            assert "kubernetescrd" not in value, (doc["kind"], key, value)
+    ann = m.get("Ingress", API)["metadata"]["annotations"]
+    assert ann["traefik.ingress.kubernetes.io/router.tls"] == "true"
+    for bad, message in (
+        (("ingress.traefikCRDs=false",), "needs ingress.mode=ingress"),
+        (("whoami.enabled=true",), "need the Middleware CRD"),
+        (("ingress.wallet.serversTransportCRD=true",), "needs the Traefik CRDs"),
+    ):
+        values = () if bad[0] == "ingress.traefikCRDs=false" else (EXAMPLES / "ingress.yaml",)
+        proc = helm.template_raw(*values, sets=bad, check=False)
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+
+
 def test_plain_ingress_mode(helm):
-    m = helm.render(EXAMPLES / "ingress.yaml", sets=("whoami.enabled=true",))
+    m = helm.render(
+        EXAMPLES / "ingress.yaml", sets=("whoami.enabled=true", "ingress.traefikCRDs=true")
+    )
     assert not m.of_kind("IngressRoute")
     ing = m.get("Ingress", API)
     assert ing["spec"]["ingressClassName"] == "traefik"
@@ -904,7 +926,10 @@ def test_ingress_mode_without_crds_renders_no_serverstransport(helm):
 
 
 def test_ingress_mode_with_crds_annotates_the_service(helm):
-    m = helm.render(EXAMPLES / "ingress.yaml", sets=("ingress.wallet.serversTransportCRD=true",))
+    m = helm.render(
+        EXAMPLES / "ingress.yaml",
+        sets=("ingress.wallet.serversTransportCRD=true", "ingress.traefikCRDs=true"),
+    )
     st = m.get("ServersTransport", API)
     assert st["spec"]["forwardingTimeouts"]["idleConnTimeout"] == "3s"
     ann = m.get("Service", API)["metadata"]["annotations"]
@@ -914,7 +939,8 @@ def test_ingress_mode_with_crds_annotates_the_service(helm):
     # service.annotations are kept and win (safeNaming: namespace_name@kubernetescrd)
     m = helm.render(
         EXAMPLES / "ingress.yaml",
-        sets=("ingress.wallet.serversTransportCRD=true", "service.annotations.team=payments"),
+        sets=("ingress.wallet.serversTransportCRD=true", "ingress.traefikCRDs=true",
+              "service.annotations.team=payments"),
         set_strings=(f"service.annotations.traefik\\.ingress\\.kubernetes\\.io/service\\.serverstransport=wallet_{API}@kubernetescrd",),
     )  # fmt: skip
     ann = m.get("Service", API)["metadata"]["annotations"]

@@ -211,6 +211,11 @@ Usage: include "wallet-stack.secretValue" (dict "ctx" . "secret" NAME "key" KEY 
 
 {{/* ------------------------------------------------------------- routing */}}
 
+{{/* true when the chart may render and reference traefik.io objects (always in IngressRoute mode) */}}
+{{- define "wallet-stack.traefikCRDs" -}}
+{{- if and .Values.ingress.enabled (or (eq .Values.ingress.mode "ingressroute") .Values.ingress.traefikCRDs) }}true{{ end }}
+{{- end }}
+
 {{/* true when some route protected by basic auth is rendered */}}
 {{- define "wallet-stack.basicAuthNeeded" -}}
 {{- $r := .Values.ingress.routes }}
@@ -290,6 +295,17 @@ always in IngressRoute mode, in Ingress mode only with ingress.wallet.serversTra
 {{- end }}
 {{- if and .Values.ingress.enabled .Values.ingress.routes.alertmanager.enabled (not .Values.ingress.routes.alertmanager.service.name) (not .Values.alertmanager.enabled) }}
 {{- fail "ingress.routes.alertmanager needs alertmanager.enabled or ingress.routes.alertmanager.service.name" }}
+{{- end }}
+{{- if and .Values.ingress.enabled (not .Values.ingress.traefikCRDs) }}
+{{- if eq .Values.ingress.mode "ingressroute" }}
+{{- fail "ingress.traefikCRDs=false needs ingress.mode=ingress: IngressRoutes are Traefik CRDs" }}
+{{- end }}
+{{- if include "wallet-stack.basicAuthNeeded" . }}
+{{- fail "ingress.traefikCRDs=false: the basic-auth routes (dashboard, prometheus, alertmanager, whoami) need the Middleware CRD; turn them off" }}
+{{- end }}
+{{- if .Values.ingress.wallet.serversTransportCRD }}
+{{- fail "ingress.wallet.serversTransportCRD needs the Traefik CRDs (ingress.traefikCRDs=true)" }}
+{{- end }}
 {{- end }}
 {{- if and .Values.ingress.enabled (eq .Values.ingress.mode "ingress") .Values.ingress.routes.alertmanager.enabled }}
 {{- fail "ingress.routes.alertmanager needs ingress.mode=ingressroute" }}

@@ -27,11 +27,13 @@ traefik.ingress.kubernetes.io/router.tls: "true"
 {{- with $v.tls.certResolver }}
 traefik.ingress.kubernetes.io/router.tls.certresolver: {{ . | quote }}
 {{- end }}
-{{- if $v.edge.tlsOptions.enabled }}
+{{- if and $v.edge.tlsOptions.enabled $v.traefikCRDs }}
 traefik.ingress.kubernetes.io/router.tls.options: {{ printf "%s-%s@kubernetescrd" .ctx.Release.Namespace (include "wallet-stack.tlsOptionName" .ctx) | quote }}
 {{- end }}
 {{- end }}
+{{- if $v.traefikCRDs }}
 traefik.ingress.kubernetes.io/router.middlewares: {{ include "wallet-stack.ingressMiddlewareRefs" (list .ctx .kind) | quote }}
+{{- end }}
 {{- with $v.annotations }}
 {{ toYaml . }}
 {{- end }}
