@@ -1191,7 +1191,9 @@ def observe_chart(chart: Chart) -> Observations:
     o.add("traefik.api_upstream_dial_timeout", via, seconds(_wallet_transport_idle(
         default, backend.get("serversTransport"), via, key="dialTimeout",
         default=TRAEFIK_DEFAULT_DIAL_TIMEOUT)))  # fmt: skip
-    ing = chart.render(EXAMPLES / "ingress.yaml", sets=("ingress.wallet.serversTransportCRD=true",))
+    # Ingress mode on a cluster with Traefik's CRDs (the example is for one without).
+    ing = chart.render(EXAMPLES / "ingress.yaml",
+                       sets=("ingress.wallet.serversTransportCRD=true", "ingress.traefikCRDs=true"))  # fmt: skip
     ing_env = dict(ks.resolve_env(ks.container_of(_by_component(ing, "Deployment", API_SERVICE), API_SERVICE),
                                   ing, pod_name="p", namespace=NAMESPACE))  # fmt: skip
     ing_svc = ks.find(ing, "Service", backend["name"])
