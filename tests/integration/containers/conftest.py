@@ -727,11 +727,13 @@ def _compose_ha_services() -> dict[str, Any]:
         "REDIS_ADMIN_PASSWORD": f"admin-{uuid.uuid4().hex}",
         "REDIS_EXPORTER_PASSWORD": f"exporter-{uuid.uuid4().hex}",
         "WALLET_API_KEYS": ",".join(API_KEYS),
+        "BASIC_AUTH_USER": "admin",  # the edge file's; the overlay adds to its prometheus
         "REDIS_IMAGE": REDIS_IMAGE,
         **{k: v for k, v in os.environ.items() if k.startswith("DOCKER_")},
     }
     proc = subprocess.run(
-        ["docker", "compose", "-f", str(ROOT / "docker-compose.yml"),
+        ["docker", "compose", "-f", str(ROOT / "docker-compose.traefik.yml"),
+         "-f", str(ROOT / "docker-compose.yml"),
          "-f", str(ROOT / "docker-compose.ha.yml"), "config", "--format", "json"],
         env=env, capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip

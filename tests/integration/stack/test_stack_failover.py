@@ -72,6 +72,23 @@ def test_redis_ha_topology(stack: ss.Stack) -> None:
     ss.note(f"redis HA: primary {primary}, roles {roles}, maxmemory 75% of 256 MiB, noeviction")
 
 
+def test_prometheus_scrapes_every_redis_node(stack: ss.Stack, http: requests.Session) -> None:
+    """The replication alerts (RedisNoReplica, RedisReplicationBroken) need every node:
+    every node through the exporter's multi-target /scrape (job redis)."""
+    up = ss.poll(
+        "redis_up == 1 for the 3 nodes in Prometheus",
+        lambda: ss.prom_vector(stack, http, "redis_up"),
+        lambda v: len(v) == 3 and all(s["value"][1] == "1" for s in v),
+        timeout=90,
+        interval=3,
+    )
+    roles = ss.prom_vector(stack, http, "count by (role) (redis_instance_info)")
+    assert {s["metric"]["role"]: s["value"][1] for s in roles} == {"master": "1", "slave": "2"}
+    links = ss.prom_vector(stack, http, "redis_master_link_up")
+    assert len(links) == 2 and all(s["value"][1] == "1" for s in links), links
+    ss.note(f"prometheus: redis_up 1 from {sorted(s['metric']['instance'] for s in up)}")
+
+
 def _deposit_until_definitive(
     http: requests.Session,
     stack: ss.Stack,
