@@ -34,7 +34,8 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        length = int(self.headers.get("Content-Length") or 0)
+        raw_length = self.headers.get("Content-Length") or "0"
+        length = int(raw_length) if raw_length.isdigit() else -1
         if self.path != "/alerts" or not 0 < length <= MAX_BODY:
             self._send(400, {"error": "POST /alerts with a JSON body"})
             return
@@ -44,6 +45,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": "not JSON"})
             return
         alerts = notification.get("alerts", []) if isinstance(notification, dict) else []
+        alerts = [a for a in alerts if isinstance(a, dict)] if isinstance(alerts, list) else []
         with LOCK:
             for alert in alerts:
                 line = {
