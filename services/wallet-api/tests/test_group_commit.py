@@ -113,3 +113,93 @@ def test_a_failed_batch_fails_every_waiter() -> None:
 
     _run_threads(8, work)
     assert len(errors) == 8
+
+
+class _Interrupted(BaseException):
+    """What killing a greenlet raises in it (GreenletExit is a BaseException too)."""
+
+
+class _GatedStore(SlowStore):
+    """The first transaction waits for the test to let it through."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = threading.Event()
+        self.first = True
+
+    def commit(self, ops: Any, render: Any) -> list[Outcome]:
+        if self.first:
+            self.first = False
+            assert self.gate.wait(10)
+        return super().commit(ops, render)
+
+
+@pytest.mark.parametrize("when", ["while waiting", "once handed the leadership"])
+def test_an_interrupted_waiter_leaves_the_queue_and_its_shard_goes_on(
+    monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """A waiting request killed before its op was taken: the op is not applied, and the
+    request behind it is still served (it hung when the dead waiter had been handed the
+    leadership)."""
+    import wallet_api.combiner as combiner
+
+    store = _GatedStore(fakeredis.FakeRedis())
+    store.create_wallet(ref("w"), "EUR")
+    committer = GroupCommitter(store, render)
+    doomed = MoneyOp(EntryType.DEPOSIT, "w", 1000, actor=ACTOR)
+
+    class Wake(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            if when == "once handed the leadership":
+                super().wait(timeout)
+            raise _Interrupted
+
+    real_slot = combiner._Slot
+
+    def slot(op: Op) -> Any:
+        made = real_slot(op)
+        if op is doomed:
+            made.wake = Wake()
+        return made
+
+    monkeypatch.setattr(combiner, "_Slot", slot)
+    results: dict[str, Any] = {}
+
+    def submit(name: str, op: Op) -> None:
+        try:
+            results[name] = committer.submit(op)
+        except _Interrupted as exc:
+            results[name] = exc
+
+    def until(what: str, condition: Any) -> None:
+        deadline = time.monotonic() + 5
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.001)
+
+    pending = committer._shards[0].pending
+    leader = threading.Thread(
+        target=submit, args=("a", MoneyOp(EntryType.DEPOSIT, "w", 1, actor=ACTOR))
+    )
+    leader.start()
+    until("the leader is inside its (gated) transaction", lambda: not store.first)
+    killed = threading.Thread(daemon=True, target=submit, args=("b", doomed))
+    killed.start()
+    if when == "while waiting":
+        killed.join(5)
+        until("b left the queue", lambda: not pending)
+    else:
+        until("b is queued", lambda: len(pending) == 1)
+    behind = threading.Thread(
+        target=submit, args=("c", MoneyOp(EntryType.DEPOSIT, "w", 10, actor=ACTOR))
+    )
+    behind.start()
+    until("c is queued", lambda: len(pending) == (1 if when == "while waiting" else 2))
+    store.gate.set()
+    for t in (leader, killed, behind):
+        t.join(5)
+        assert not t.is_alive(), f"{when}: a request hung"
+    assert isinstance(results["b"], _Interrupted)
+    assert isinstance(results["a"], Applied) and isinstance(results["c"], Applied)
+    wallet = store.get_wallet(ref("w"))
+    assert wallet is not None and wallet.balance == 11  # the killed request's op was not applied

@@ -76,13 +76,34 @@ class GroupCommitter:
         if not leader:
             # Woken exactly once: with the outcome, or to take over as leader.
             # (No broadcast: waking every waiter per batch costs O(waiters).)
-            slot.wake.wait()
+            try:
+                slot.wake.wait()
+            except BaseException:
+                self._abandon(shard, slot)
+                raise
         if not slot.done:
             self._lead(shard, slot)
         if slot.error is not None:
             raise slot.error
         assert slot.outcome is not None
         return slot.outcome
+
+    def _abandon(self, shard: _Shard, slot: _Slot) -> None:
+        """A waiter was interrupted (its greenlet or thread killed, a timeout). Its op
+        leaves the queue unless a batch already took it (then it commits, and a retry
+        with the same Idempotency-Key finds it). If the leadership had just been handed
+        to it, it is passed on: otherwise the shard would wait for a leader that never
+        comes, and every later request on it would hang."""
+        with shard.mutex:
+            if slot not in shard.pending:
+                return
+            handed = slot.wake.is_set() and not slot.done
+            shard.pending.remove(slot)
+            if handed:
+                if shard.pending:
+                    shard.pending[0].wake.set()
+                else:
+                    shard.leading = False
 
     def _lead(self, shard: _Shard, own: _Slot) -> None:
         """Commit batches until our own op is done, then hand over or stand down."""
