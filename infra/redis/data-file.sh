@@ -2,32 +2,35 @@
 # Helpers sourced by redis-server.sh and sentinel.sh (the chart ships byte copies of
 # all three).
 
-# write_data_file: writes stdin to the file $1 in /data. Started as root (compose)
-# with cap_drop ALL, root has no CAP_DAC_OVERRIDE: it cannot create files in a /data
-# that belongs to the redis user (the image's ownership, or the entrypoint's chown on
-# an earlier start). Then the file is written as that user, who is the one to rewrite
-# it later anyway.
-write_data_file() {
-	if (: >"$1") 2>/dev/null; then # a subshell: a failed redirection ends it, not us
-		cat >"$1"
-	elif command -v gosu >/dev/null 2>&1; then
-		gosu redis tee "$1" >/dev/null
+# as_redis command...: runs it as the redis user (gosu in the image, setpriv elsewhere).
+# Started as root (compose) with cap_drop ALL, root has no CAP_DAC_OVERRIDE: it can
+# neither create files in a /data that belongs to the redis user (the image's ownership,
+# or the entrypoint's chown on an earlier start) nor read the config files Redis
+# rewrites there (readable by that user only).
+as_redis() {
+	if command -v gosu >/dev/null 2>&1; then
+		gosu redis "$@"
 	else
-		setpriv --reuid=redis --regid=redis --init-groups tee "$1" >/dev/null
+		setpriv --reuid=redis --regid=redis --init-groups "$@"
 	fi
 }
 
-# read_data_file: prints the file $1 in /data. Redis writes its rewritten config files
-# readable by the redis user only, and root without CAP_DAC_OVERRIDE cannot read them:
-# then it is read as that user.
+# write_data_file: writes stdin to the file $1 in /data; as the redis user when root
+# may not (that user is the one to rewrite it later anyway).
+write_data_file() {
+	if (: >"$1") 2>/dev/null; then # a subshell: a failed redirection ends it, not us
+		cat >"$1"
+	else
+		as_redis tee "$1" >/dev/null
+	fi
+}
+
+# read_data_file: prints the file $1 in /data; as the redis user when root may not.
 read_data_file() {
 	if [ -r "$1" ] && cat "$1" 2>/dev/null; then
 		return 0
-	elif command -v gosu >/dev/null 2>&1; then
-		gosu redis cat "$1"
-	else
-		setpriv --reuid=redis --regid=redis --init-groups cat "$1"
 	fi
+	as_redis cat "$1"
 }
 
 # sentinel_primary host:port master-name: prints "host port" of the primary that the

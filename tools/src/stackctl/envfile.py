@@ -50,7 +50,7 @@ class Setting:
 
 # wallet-api refuses a WALLET_API_KEYS token shorter than this (keys.MIN_TOKEN_LENGTH),
 # but compose only hands it the digests `make secrets` writes, so the check is made here
-# too (tests/test_secrets.py keeps the two equal).
+# too (tools/tests/test_keys.py keeps the two equal).
 MIN_API_KEY_LENGTH = 16
 _API_KEY_CHARS = rf"[A-Za-z0-9._~+/=-]{{{MIN_API_KEY_LENGTH},}}"
 
